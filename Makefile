@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make demo` (main job on the embedded default) and `make test`.
+# Both create .venv at the repository root and install the pinned stack (requirements/lock.txt).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# `xtuner <cmd>` starts its tools with the first `python` on PATH: make it the venv's.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install demo test test-fast lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q --no-deps -r requirements/lock.txt
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -c "import xtuner_ext, bitsandbytes, xtuner.dataset"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -ra -m "not slow"
+
+lock: $(STAMP)
+	@echo "Record the working environment into requirements/lock.txt by hand-merging:" && \
+	$(PY) -m pip freeze --exclude-editable | grep -v '^xtuner @'
+
+clean:
+	rm -rf $(VENV) work_dirs embedded .pytest_cache

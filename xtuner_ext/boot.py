@@ -1,0 +1,201 @@
+"""Interpreter-start hooks that let *stock* XTuner and mmengine work with xtuner_ext.
+
+``xtuner <cmd>`` runs its tools in a fresh ``python`` child that never imports
+``xtuner_ext`` before it needs a config (and XTuner has no plugin entry point).
+So the wheel installs ``xtuner_ext_boot.pth``, which executes this file at every
+interpreter start *without* importing the ``xtuner_ext`` package (that would pull
+in torch for every Python process). It only installs a ``sys.meta_path`` finder
+that runs a small patch right after a listed module finishes executing:
+
+- ``xtuner.configs``: add the shipped configs (``configs/index.json``) to
+  ``cfgs_name_path``, so ``xtuner list-cfg/copy-cfg/train`` know them by name;
+- ``xtuner.utils.device``: give ``torch.cpu`` the ``is_bf16_supported()`` query
+  that XTuner's model builders call on CPU-only machines;
+- ``mmengine.runner.checkpoint`` and ``xtuner.tools.utils``: allow the few
+  classes mmengine stores in its checkpoints while they are loaded, under
+  torch>=2.6's ``weights_only`` default (``--resume``);
+- ``mmengine.fileio``: register the ``atomic_local`` file backend, so
+  checkpoints are written to a temporary name and renamed into place.
+
+Stdlib only at module level; every patch is idempotent.
+"""
+import importlib.abc
+import json
+import os
+import sys
+import warnings
+
+CONFIG_INDEX_FILE = 'index.json'
+_FINDER_MARK = '_xtuner_ext_post_import'
+
+
+def configs_dir() -> str:
+    """The shipped config folder: ``xtuner_ext/configs`` in a wheel, the
+    repository's top-level ``configs/`` in a source checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, 'configs'),
+                      os.path.join(os.path.dirname(here), 'configs')):
+        if os.path.isfile(os.path.join(candidate, CONFIG_INDEX_FILE)):
+            return candidate
+    raise FileNotFoundError(
+        f'xtuner_ext configs not found next to {here}: the install is '
+        f'incomplete; reinstall xtuner_ext (pip install -e . or the wheel).')
+
+
+def shipped_configs() -> dict:
+    """``{name: absolute path}`` of every config the package ships."""
+    root = configs_dir()
+    with open(os.path.join(root, CONFIG_INDEX_FILE), encoding='utf-8') as f:
+        index = json.load(f)
+    return {name: os.path.join(root, rel) for name, rel in index.items()}
+
+
+def add_shipped_configs(xtuner_configs) -> None:
+    xtuner_configs.cfgs_name_path.update(shipped_configs())
+
+
+def add_cpu_bf16_query(_device_module) -> None:
+    import torch
+    if not hasattr(torch.cpu, 'is_bf16_supported'):
+        # bf16 kernels exist for every CPU; report native support honestly.
+        torch.cpu.is_bf16_supported = lambda including_emulation=True: bool(
+            including_emulation or torch.cpu._is_avx512_bf16_supported())
+
+
+def mmengine_checkpoint_globals() -> list:
+    """The classes mmengine pickles into a checkpoint's ``meta`` (message hub):
+    ``HistoryBuffer`` with numpy arrays, and its statistics methods, which pickle
+    as ``getattr(HistoryBuffer, 'mean')``."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    return [HistoryBuffer, getattr, np.ndarray, np.dtype, np._core.multiarray._reconstruct,
+            np._core.multiarray.scalar, *{type(np.dtype(t)) for t in np.typecodes['All']}]
+
+
+def _loading_mmengine_globals(load):
+    import functools
+
+    import torch
+
+    @functools.wraps(load)
+    def wrapper(*args, **kwargs):
+        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+            return load(*args, **kwargs)
+    return wrapper
+
+
+def allow_mmengine_checkpoint_classes(checkpoint_module) -> None:
+    """mmengine 0.10.6 calls ``torch.load`` without ``weights_only``; torch>=2.6
+    then refuses the message-hub state it pickled (so ``--resume`` fails). Allow
+    exactly those classes, only while mmengine loads a local checkpoint, instead
+    of switching the safety check off."""
+    loader = checkpoint_module.CheckpointLoader
+    local = loader._schemes['']
+    if not getattr(local, '_xtuner_ext_wrapped', False):
+        wrapped = _loading_mmengine_globals(local)
+        wrapped._xtuner_ext_wrapped = True
+        loader.register_scheme(prefixes='', loader=wrapped, force=True)
+
+
+def allow_seed_lookup_in_checkpoints(xtuner_tool_utils) -> None:
+    """``xtuner train --resume`` reads the seed with its own bare ``torch.load``."""
+    read_seed = xtuner_tool_utils.get_seed_from_checkpoint
+    if not getattr(read_seed, '_xtuner_ext_wrapped', False):
+        wrapped = _loading_mmengine_globals(read_seed)
+        wrapped._xtuner_ext_wrapped = True
+        xtuner_tool_utils.get_seed_from_checkpoint = wrapped
+
+
+def register_atomic_backend(fileio) -> None:
+    """``backend_args=dict(backend='atomic_local')`` in a CheckpointHook makes a
+    killed run leave either the old state or a complete file, never half of one."""
+    if 'atomic_local' in fileio.backends.backends:
+        return
+
+    class AtomicLocalBackend(fileio.LocalBackend):
+        def put(self, obj: bytes, filepath) -> None:
+            _write_atomically(str(filepath), obj, 'wb')
+
+        def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+            _write_atomically(str(filepath), obj.encode(encoding), 'wb')
+
+    fileio.register_backend('atomic_local', AtomicLocalBackend)
+
+
+def _write_atomically(path: str, data: bytes, mode: str) -> None:
+    folder = os.path.dirname(path) or '.'
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f'.{os.path.basename(path)}.tmp-{os.getpid()}')
+    try:
+        with open(tmp, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+POST_IMPORT_PATCHES = {
+    'xtuner.configs': add_shipped_configs,
+    'xtuner.utils.device': add_cpu_bf16_query,
+    'mmengine.runner.checkpoint': allow_mmengine_checkpoint_classes,
+    'xtuner.tools.utils': allow_seed_lookup_in_checkpoints,
+    'mmengine.fileio': register_atomic_backend,
+}
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    """Runs the wrapped loader, then the patch; everything else is delegated."""
+
+    def __init__(self, loader, patch):
+        self._loader = loader
+        self._patch = patch
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        try:
+            self._patch(module)
+        except Exception as err:  # a broken patch must not break stock tools
+            warnings.warn(f'xtuner_ext could not patch {module.__name__}: '
+                          f'{type(err).__name__}: {err}', RuntimeWarning)
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+class _PostImportFinder(importlib.abc.MetaPathFinder):
+    def __init__(self, patches):
+        self._patches = patches
+
+    def find_spec(self, fullname, path, target=None):
+        patch = self._patches.get(fullname)
+        if patch is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, 'find_spec'):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _PatchingLoader(spec.loader, patch)
+                return spec
+        return None
+
+
+def install() -> None:
+    """Patch the listed modules already imported, and hook the others."""
+    for name, patch in POST_IMPORT_PATCHES.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
+    if not any(getattr(f, _FINDER_MARK, False) for f in sys.meta_path):
+        finder = _PostImportFinder(POST_IMPORT_PATCHES)
+        setattr(finder, _FINDER_MARK, True)
+        sys.meta_path.insert(0, finder)
+
+
+if __name__ == 'xtuner_ext_boot':  # executed by xtuner_ext_boot.pth
+    install()

@@ -11,14 +11,22 @@ REGISTERED = {
     'MODELS': [],
     'DATASETS': [],
     'HOOKS': [],
-    'MAP_FUNC': [],
+    'FUNCTIONS': [],
+    'MAP_FUNC': [
+        'xtuner_ext.data.map_fns.clot_map_fn',
+        'xtuner_ext.data.map_fns.oogiri_map_fn',
+        'xtuner_ext.data.map_fns.conversation_map_fn',
+        'xtuner_ext.data.map_fns.clot_llava_map_fn',
+        'xtuner_ext.data.map_fns.oogiri_llava_map_fn',
+        'xtuner_ext.data.map_fns.conversation_llava_map_fn',
+    ],
 }
 
 
 def _registries():
-    from mmengine.registry import DATASETS, HOOKS, MODELS
+    from mmengine.registry import DATASETS, FUNCTIONS, HOOKS, MODELS
     from xtuner.registry import MAP_FUNC
-    return {'MODELS': MODELS, 'DATASETS': DATASETS, 'HOOKS': HOOKS, 'MAP_FUNC': MAP_FUNC}
+    return {'MODELS': MODELS, 'DATASETS': DATASETS, 'HOOKS': HOOKS, 'FUNCTIONS': FUNCTIONS, 'MAP_FUNC': MAP_FUNC}
 
 
 def resolve(dotted: str):

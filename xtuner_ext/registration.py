@@ -8,10 +8,10 @@ import importlib
 
 # registry name -> dotted paths of the objects registered there under their own name
 REGISTERED = {
-    'MODELS': [],
-    'DATASETS': [],
-    'HOOKS': [],
-    'FUNCTIONS': [],
+    'MODELS': ['xtuner_ext.models.internvl2_qlora.InternVL2QLoRA'],
+    'DATASETS': ['xtuner_ext.data.internvl2_dataset.InternVL2ConversationDataset'],
+    'HOOKS': ['xtuner_ext.engine.random_state_hook.RandomStateHook'],
+    'FUNCTIONS': ['xtuner_ext.data.internvl2_dataset.internvl2_collate_fn'],
     'MAP_FUNC': [
         'xtuner_ext.data.map_fns.clot_map_fn',
         'xtuner_ext.data.map_fns.oogiri_map_fn',

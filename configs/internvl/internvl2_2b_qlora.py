@@ -1,0 +1,145 @@
+# InternVL2-2B QLoRA on CLoT_cn_2000: the InternLM camp-3 "meme jokes" fine-tune, on today's stack.
+#
+#   xtuner train configs/internvl/internvl2_2b_qlora.py                               # one GPU
+#   xtuner train configs/internvl/internvl2_2b_qlora.py --deepspeed deepspeed_zero2   # needs deepspeed
+#   NPROC_PER_NODE=8 xtuner train xtuner_ext_internvl2_2b_qlora --deepspeed deepspeed_zero2
+#
+# Check the data first: python tools/check_data.py configs/internvl/internvl2_2b_qlora.py
+# Paths are relative to the directory `xtuner train` runs in; override them with the environment
+# variables XTUNER_EXT_MODEL_PATH (the official InternVL2-2B folder) and XTUNER_EXT_DATA_ROOT (the
+# CLoT_cn_2000 folder holding ex_cn.json and ex_images/). To train on a held-out split instead:
+#     python -m xtuner_ext.data.split_cli --data $XTUNER_EXT_DATA_ROOT --out $XTUNER_EXT_DATA_ROOT \
+#         --heldout-count 100
+# and set data_path = data_root + '/train.json'.
+#
+# Types are registry names (xtuner_ext registers its own on import) rather than imported classes:
+# mmengine parses a config with imports lazily, and then `{{$VAR:default}}` environment
+# substitution is off.
+custom_imports = dict(imports=['xtuner_ext'], allow_failed_imports=False)
+
+#######################################################################
+#                          PART 1  Settings                           #
+#######################################################################
+model_path = '{{$XTUNER_EXT_MODEL_PATH:./models/InternVL2-2B}}'
+data_root = '{{$XTUNER_EXT_DATA_ROOT:./data/CLoT_cn_2000}}'
+data_path = data_root  # the CLoT folder: ex_cn.json there (or one folder up) + ex_images/
+image_folder = data_root
+max_length = 6656  # tutorial value: 7 tiles x 256 image tokens + prompt + answer fit easily
+max_dynamic_patch = 6  # tutorial value (the model config allows 12)
+
+batch_size = 4  # per device
+accumulative_counts = 4  # 16 samples per optimizer step on one GPU
+dataloader_num_workers = 4
+max_epochs = 6  # 2000 records / 16 = 125 steps (500 iterations) per epoch
+lr = 2e-5
+betas = (0.9, 0.999)
+weight_decay = 0.05
+max_norm = 1.0
+warmup_ratio = 0.03
+
+save_steps = 1000
+save_total_limit = 2
+seed = 42
+
+#######################################################################
+#                       PART 2  Model                                 #
+#######################################################################
+model = dict(
+    type='InternVL2QLoRA',
+    model_path=model_path,
+    freeze_llm=True,
+    freeze_visual_encoder=True,
+    freeze_projector=False,  # mlp1 trains (in fp32), as in stock XTuner
+    torch_dtype='auto',  # bf16 on GPU
+    quantization_llm=dict(quant_type='nf4', double_quant=True, compute_dtype='auto',
+                          skip_modules=['lm_head']),  # the output head stays bf16
+    quantization_vit=None,
+    llm_lora=dict(
+        r=128,
+        lora_alpha=256,
+        lora_dropout=0.05,
+        # InternLM2's wqkv/wo/w1/w3/w2 under their native (Llama) names; never the head or embeddings
+        target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+        task_type='CAUSAL_LM'),
+    visual_encoder_lora=None,  # e.g. dict(r=64, lora_alpha=16, target_modules=['attn.qkv', 'attn.proj',
+    #                                      'mlp.fc1', 'mlp.fc2'])
+    gradient_checkpointing=True,
+    max_dynamic_patch=max_dynamic_patch,  # chat() tiles images as training does
+    generation_config=dict(max_new_tokens=128, do_sample=False),
+)
+
+#######################################################################
+#                      PART 3  Dataset & Dataloader                   #
+#######################################################################
+train_dataset = dict(
+    type='InternVL2ConversationDataset',
+    model_path=model_path,
+    data_path=data_path,
+    image_folder=image_folder,
+    max_length=max_length,
+    max_dynamic_patch=max_dynamic_patch,
+    on_bad_record='skip',  # counted in the log; use 'error' to stop at the first bad record
+)
+
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=dataloader_num_workers,
+    dataset=train_dataset,
+    sampler=dict(type='xtuner.dataset.samplers.LengthGroupedSampler', length_property='modality_length',
+                 per_device_batch_size=batch_size * accumulative_counts),
+    collate_fn=dict(type='internvl2_collate_fn'),
+)
+
+#######################################################################
+#                    PART 4  Scheduler & Optimizer                    #
+#######################################################################
+optim_wrapper = dict(
+    type='AmpOptimWrapper',  # replaced by DeepSpeed's with --deepspeed
+    optimizer=dict(type='AdamW', lr=lr, betas=betas, weight_decay=weight_decay),
+    clip_grad=dict(max_norm=max_norm, error_if_nonfinite=False),
+    accumulative_counts=accumulative_counts,
+    loss_scale='dynamic',
+    dtype='bfloat16',  # trainable weights are fp32, so the grad scaler never meets bf16 grads
+)
+
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-5, by_epoch=True, begin=0, end=warmup_ratio * max_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_ratio * max_epochs,
+         end=max_epochs, convert_to_iter_based=True),
+]
+
+train_cfg = dict(type='xtuner.engine.runner.TrainLoop', max_epochs=max_epochs)
+
+#######################################################################
+#                           PART 5  Runtime                           #
+#######################################################################
+custom_hooks = [dict(type='RandomStateHook')]  # exact --resume (LoRA dropout)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', log_metric_by_epoch=False, interval=10),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(
+        type='CheckpointHook',
+        save_optimizer=True,  # LoRA + projector optimizer state is small; needed to --resume
+        by_epoch=False,
+        interval=save_steps,
+        max_keep_ckpts=save_total_limit,
+        backend_args=dict(backend='atomic_local'),  # temp file + rename: no half-written checkpoints
+    ),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+)
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+
+visualizer = None
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=seed, deterministic=False)
+log_processor = dict(by_epoch=False)

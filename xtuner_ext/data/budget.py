@@ -70,6 +70,9 @@ def load_tokenizer(model_dir: str | os.PathLike):
     return load(model_dir)
 
 
+UNLIMITED_LENGTH = 1 << 62  # max_length for counting: encode_conversation never truncates
+
+
 class TokenBudget:
     """Counts ``(tiles, image_tokens, text_tokens)`` for a canonical record."""
 
@@ -79,6 +82,7 @@ class TokenBudget:
         self.num_image_token = self.settings.num_image_token
         get = model_config.get if isinstance(model_config, dict) else lambda k, d=None: getattr(model_config, k, d)
         self.template = get("template", None) or "internlm2-chat"
+        self.system_message = get("system_message", None)  # None: the template's (as in training)
 
     @classmethod
     def from_model_dir(cls, model_dir: str | os.PathLike) -> TokenBudget:
@@ -92,9 +96,14 @@ class TokenBudget:
             if image_size is None:
                 raise ValueError("the token budget of an image record needs its image size")
             tiles = self.settings.tiles(*image_size)
-        text = training_text(record, self.template)
-        text_tokens = len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
-        return tiles, tiles * self.num_image_token, text_tokens
+        # Encoded exactly as training encodes it (prompt and answer pieces tokenized apart, the
+        # model's system message), never truncated, so the preflight count equals the training one.
+        from .internvl2_encoding import encode_conversation
+
+        encoded = encode_conversation(record, self.tokenizer, tiles, self.num_image_token, UNLIMITED_LENGTH,
+                                      self.template, self.system_message)
+        image_tokens = tiles * self.num_image_token
+        return tiles, image_tokens, len(encoded.input_ids) - image_tokens
 
 
 def training_text(record: dict, template: str = "internlm2-chat") -> str:

@@ -1,0 +1,90 @@
+"""Benchmark: step time and peak memory of a QLoRA training run through stock `xtuner train`.
+
+    python bench/train_step.py --preset internvl2-2b --epochs 2 --out bench.json   # on a GPU
+    python bench/train_step.py --preset tiny --epochs 1                             # on the CPU
+
+Builds a random-weight model of the preset's architecture (no real weights exist here) and the
+embedded CLoT-style sample, trains with the matching config (internvl2_2b_qlora.py settings for
+the 2B preset: batch 4, max_dynamic_patch 6, gradient checkpointing, nf4 LLM, LoRA r=128), and
+reads the per-iteration `time`, `data_time` and `memory` (peak allocated MiB, CUDA only) that
+mmengine logs. Iterations before --skip are warm-up and not counted.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = {'internvl2-2b': 'internvl2_2b_qlora.py', 'tiny': 'internvl2_tiny_qlora.py'}
+ITER = re.compile(r'Iter\(train\) \[\s*(\d+)/\d+\].*?time: ([0-9.]+)\s+data_time: ([0-9.]+)(?:.*?memory: (\d+))?'
+                  r'.*?loss: ([0-9.]+)')
+
+
+def prepare(root: Path, preset: str) -> dict:
+    from xtuner_ext.data.sample import make_clot_sample
+    from xtuner_ext.models.internvl2.tiny import make_tiny_model
+
+    model_dir, data_dir = root / f'model_{preset}', root / 'CLoT_sample'
+    started = time.time()
+    if not model_dir.is_dir():
+        make_tiny_model(model_dir, seed=0, preset=preset)
+    if not data_dir.is_dir():
+        make_clot_sample(data_dir, seed=0)
+    return dict(model_dir=str(model_dir), data_dir=str(data_dir), prepare_s=round(time.time() - started, 1))
+
+
+def summarize(log_text: str, skip: int, batch_size: int) -> dict:
+    rows = [(int(i), float(t), float(d), int(m) if m else None, float(loss))
+            for i, t, d, m, loss in ITER.findall(log_text)]
+    timed = [r for r in rows if r[0] > skip]
+    if not timed:
+        raise SystemExit('no timed iterations in the log: training failed or --skip is too large')
+    step = statistics.median(r[1] for r in timed)
+    memory = [r[3] for r in rows if r[3] is not None]
+    return dict(iterations=len(rows), timed_iterations=len(timed), median_step_s=round(step, 4),
+                median_data_s=round(statistics.median(r[2] for r in timed), 4),
+                samples_per_s=round(batch_size / step, 2), peak_allocated_mib=max(memory) if memory else None,
+                first_loss=rows[0][4], last_loss=rows[-1][4])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--preset', choices=sorted(CONFIGS), default='tiny')
+    parser.add_argument('--root', default='work_dirs/bench')
+    parser.add_argument('--epochs', type=int, default=1)
+    parser.add_argument('--skip', type=int, default=3, help='warm-up iterations not timed')
+    parser.add_argument('--out', help='write the summary JSON here too')
+    parser.add_argument('--deepspeed', help='passed to `xtuner train --deepspeed` (e.g. deepspeed_zero2)')
+    parser.add_argument('cfg_options', nargs='*', help='extra --cfg-options KEY=VALUE')
+    args = parser.parse_args(argv)
+    root = Path(args.root).resolve()
+    paths = prepare(root, args.preset)
+    work_dir = root / f'work_{args.preset}'
+    env = dict(os.environ, XTUNER_EXT_MODEL_PATH=paths['model_dir'], XTUNER_EXT_DATA_ROOT=paths['data_dir'])
+    command = [sys.executable, '-m', 'xtuner_ext.cli', 'train', str(REPO / 'configs' / 'internvl' / CONFIGS[args.preset]),
+               '--work-dir', str(work_dir), *(['--deepspeed', args.deepspeed] if args.deepspeed else []),
+               '--cfg-options', f'train_cfg.max_epochs={args.epochs}',
+               'log_processor.window_size=1', 'default_hooks.logger.interval=1',
+               'default_hooks.checkpoint.interval=100000', 'train_dataloader.dataset.data_path='
+               + paths['data_dir'] + '/train.json', *args.cfg_options]
+    started = time.time()
+    code = subprocess.run(command, env=env).returncode
+    logs = sorted(work_dir.glob('*/*.log'))
+    summary = dict(preset=args.preset, deepspeed=args.deepspeed, exit_code=code, wall_s=round(time.time() - started, 1),
+                   prepare_s=paths['prepare_s'])
+    if logs:
+        summary.update(summarize(logs[-1].read_text(encoding='utf-8'), args.skip, batch_size=4))
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + '\n')
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The InternVL2 conversation dataset for training, and its collate function.
+
+Records come from any layout the loaders know (CLoT folder, Oogiri-GO jsonl, InternVL/LLaVA
+json/jsonl), are validated once up front (a bad record stops training or is skipped and counted,
+as ``on_bad_record`` says; never swapped for another), and are encoded with the prompt that
+``chat()`` builds. Tiling settings come from the model's ``config.json``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+from mmengine.logging import print_log
+from PIL import Image
+from torch.utils.data import Dataset
+
+from xtuner_ext.data.internvl2_encoding import IGNORE_INDEX, SampleTooLongError, encode_conversation
+from xtuner_ext.data.loaders import load_any
+from xtuner_ext.data.validate import BadRecordError, resolve_image_path, select_usable_records
+from xtuner_ext.models.internvl2 import InternVLChatConfig, build_transform, dynamic_preprocess, load_tokenizer
+from xtuner_ext.models.internvl2.image_processing import num_tiles_for_size
+
+
+class InternVL2ConversationDataset(Dataset):
+    """Args:
+        model_path: the InternVL2 folder whose tokenizer and tiling settings to use.
+        data_path: a CLoT folder / ``ex_cn.json``, an Oogiri-GO jsonl or a conversation json/jsonl.
+        image_folder: the folder image paths are relative to (a CLoT folder knows its own).
+        max_length: token budget per sample; image tokens are never truncated.
+        max_dynamic_patch: overrides the model config's tile limit (the tutorial uses 6).
+        on_bad_record: ``'error'`` stops at load time, ``'skip'`` drops bad records with a count.
+        repeat_times: whole passes over the data per epoch (an int).
+    """
+
+    def __init__(self, model_path: str, data_path: str, max_length: int, image_folder: Optional[str] = None,
+                 max_dynamic_patch: Optional[int] = None, data_format: str = 'auto', on_bad_record: str = 'error',
+                 repeat_times: int = 1):
+        if int(repeat_times) != repeat_times or repeat_times < 1:
+            raise ValueError(f'repeat_times must be a whole number >= 1, got {repeat_times}')
+        config = InternVLChatConfig.from_pretrained(model_path)
+        self.tokenizer = load_tokenizer(model_path)
+        self.template = config.template
+        self.system_message = config.system_message
+        self.num_image_token = config.num_image_token
+        self.image_size = config.force_image_size or config.vision.image_size
+        self.min_tiles = config.min_dynamic_patch
+        self.max_tiles = max_dynamic_patch or config.max_dynamic_patch
+        self.use_thumbnail = config.use_thumbnail
+        self.max_length = max_length
+        self.transform = build_transform(self.image_size)
+
+        loaded = load_any(str(data_path), image_folder, data_format)
+        self.image_folder = loaded.image_folder
+        if loaded.problems and on_bad_record == 'error':
+            raise BadRecordError('\n'.join(str(p) for p in loaded.problems[:20]))
+        records, report = select_usable_records(loaded.records, self.image_folder, on_bad_record=on_bad_record,
+                                                source=loaded.source)
+        self.samples = self._encode_all(records, loaded.source, on_bad_record)
+        # records, not problems: one record can have several (a broken image that is also a duplicate)
+        self.skipped = len(loaded.problems) + len(report.bad_indices) + (len(records) - len(self.samples))
+        if self.skipped:
+            print_log(f'{loaded.source}: skipped {self.skipped} bad record(s) (on_bad_record="skip"); '
+                      'run `python tools/check_data.py` for the list', 'current', logging.WARNING)
+        if not self.samples:
+            raise ValueError(f'{loaded.source}: no usable records')
+        self.samples = self.samples * int(repeat_times)
+
+    def _num_tiles(self, image_path: str) -> int:
+        with Image.open(image_path) as image:
+            width, height = image.size
+        return num_tiles_for_size(width, height, self.min_tiles, self.max_tiles, self.image_size, self.use_thumbnail)
+
+    def _encode_all(self, records: List[dict], source: str, on_bad_record: str) -> List[dict]:
+        samples = []
+        for record in records:
+            image_path = None
+            if record.get('image'):
+                image_path, _ = resolve_image_path(record['image'], self.image_folder)
+            try:
+                tiles = self._num_tiles(image_path) if image_path else 0
+                encoded = encode_conversation(record, self.tokenizer, tiles, self.num_image_token, self.max_length,
+                                              self.template, self.system_message)
+            except SampleTooLongError as err:
+                if on_bad_record == 'error':
+                    raise BadRecordError(f'{source}:{record.get("source_index")}: would_truncate: {err}') from None
+                continue
+            samples.append(dict(input_ids=encoded.input_ids, labels=encoded.labels, image=image_path,
+                                num_tiles=encoded.num_tiles))
+        return samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def modality_length(self) -> List[int]:
+        """Lengths for XTuner's LengthGroupedSampler; text-only samples are negative (grouped apart)."""
+        return [len(s['input_ids']) if s['image'] else -len(s['input_ids']) for s in self.samples]
+
+    @property
+    def length(self) -> List[int]:
+        return [len(s['input_ids']) for s in self.samples]
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        item = dict(input_ids=torch.tensor(sample['input_ids']), labels=torch.tensor(sample['labels']))
+        if sample['image']:
+            with Image.open(sample['image']) as image:
+                tiles = dynamic_preprocess(image.convert('RGB'), self.min_tiles, self.max_tiles, self.image_size,
+                                           self.use_thumbnail)
+            if len(tiles) != sample['num_tiles']:
+                raise RuntimeError(f'{sample["image"]} changed on disk since the dataset was built '
+                                   f'({len(tiles)} tiles now, {sample["num_tiles"]} then)')
+            item['pixel_values'] = torch.stack([self.transform(tile) for tile in tiles])
+        return item
+
+
+def internvl2_collate_fn(instances: List[dict], pad_token_id: int = 0) -> dict:
+    """Right-pad a batch; tiles of all images are concatenated in sample order."""
+    length = max(len(x['input_ids']) for x in instances)
+    input_ids = torch.full((len(instances), length), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(instances), length), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(instances), length), dtype=torch.bool)
+    for row, x in enumerate(instances):
+        n = len(x['input_ids'])
+        input_ids[row, :n], labels[row, :n], attention_mask[row, :n] = x['input_ids'], x['labels'], True
+    data = dict(input_ids=input_ids, labels=labels, attention_mask=attention_mask)
+    tiles = [x['pixel_values'] for x in instances if 'pixel_values' in x]
+    if tiles:
+        data['pixel_values'] = torch.cat(tiles)
+        data['image_flags'] = torch.ones(data['pixel_values'].shape[0], dtype=torch.long)
+    return dict(data=data, data_samples=None)

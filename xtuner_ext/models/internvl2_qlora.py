@@ -1,0 +1,247 @@
+"""InternVL2 QLoRA for mmengine/XTuner: the native InternVL2, a 4-bit LLM, LoRA, and a strict
+trainable-only checkpoint.
+
+Each step of building the model is one small function below; the constructor only runs them in
+order. Trainable parameters (LoRA, projector, unfrozen towers) are kept in fp32 while frozen
+weights stay in ``torch_dtype``: that keeps a bf16 model trainable under an fp16 ``GradScaler``
+(stock XTuner's QLoRA crashes there) and gives AdamW full-precision state.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import nn
+
+from xtuner_ext.boot import mmengine_checkpoint_globals
+from xtuner_ext.models.internvl2 import InternVLChatModel, load_image, load_tokenizer
+from xtuner_ext.models.quantization import QuantizationSettings, quantize_linear_layers
+
+IGNORE_INDEX = -100
+DtypeLike = Union[str, torch.dtype]
+
+
+def default_device() -> torch.device:
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def resolve_dtype(value: DtypeLike, device: torch.device) -> torch.dtype:
+    """``'auto'``: bf16 on a GPU, fp32 on the CPU (where bf16 matmuls are slow or emulated)."""
+    if value == 'auto':
+        return torch.bfloat16 if device.type == 'cuda' else torch.float32
+    return getattr(torch, value) if isinstance(value, str) else value
+
+
+def build_lora_config(lora):
+    """Accept a peft ``LoraConfig`` or its keyword dict; ``target_modules`` must be explicit."""
+    from peft import LoraConfig
+
+    if isinstance(lora, dict):
+        lora = {k: v for k, v in lora.items() if k != 'type'}
+        lora = LoraConfig(**lora)
+    if not lora.target_modules:
+        raise ValueError('LoRA target_modules must be listed explicitly (e.g. the attention and MLP projections '
+                         "['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']); "
+                         "guessing 'all linear' would also adapt the output head")
+    return lora
+
+
+def quantization_settings(spec, device: torch.device) -> Optional[QuantizationSettings]:
+    if not spec:
+        return None
+    spec = dict(spec)
+    spec['compute_dtype'] = resolve_dtype(spec.get('compute_dtype', 'auto'), device)
+    if 'skip_modules' in spec:
+        spec['skip_modules'] = tuple(spec['skip_modules'])
+    return QuantizationSettings(**spec)
+
+
+class InternVL2QLoRA(BaseModel):
+    """InternVL2 fine-tuning model: optional 4-bit LLM/ViT, LoRA adapters, freeze switches.
+
+    Args:
+        model_path: an official InternVL2 folder (config.json, safetensors, tokenizer).
+        freeze_llm / freeze_visual_encoder / freeze_projector: keep those weights fixed
+            (LoRA adapters on a frozen part still train).
+        quantization_llm / quantization_vit: ``None`` or a dict of :class:`QuantizationSettings`
+            fields, e.g. ``dict(quant_type='nf4', double_quant=True, compute_dtype='auto')``.
+        llm_lora / visual_encoder_lora: ``None``, a peft ``LoraConfig`` or its keyword dict.
+        torch_dtype: dtype of the frozen weights; ``'auto'`` = bf16 on GPU, fp32 on CPU.
+        gradient_checkpointing: recompute ViT and LLM layers in backward.
+        pretrained_pth: a trainable-state checkpoint of this model to start from (strict).
+        generation_config: used by ``mode='predict'`` and :meth:`chat` (greedy by default).
+        max_dynamic_patch: tile limit for :meth:`chat`; give it the dataset's value so answers are
+            asked the way training saw images (``None``: the model config's).
+    """
+
+    def __init__(self, model_path: str, freeze_llm: bool = True, freeze_visual_encoder: bool = True,
+                 freeze_projector: bool = False, quantization_llm: Optional[dict] = None,
+                 quantization_vit: Optional[dict] = None, llm_lora=None, visual_encoder_lora=None,
+                 torch_dtype: DtypeLike = 'auto', gradient_checkpointing: bool = True,
+                 pretrained_pth: Optional[str] = None, generation_config: Optional[dict] = None,
+                 max_dynamic_patch: Optional[int] = None, data_preprocessor: Optional[dict] = None):
+        super().__init__(data_preprocessor=data_preprocessor)
+        if quantization_llm and not llm_lora and not freeze_llm:
+            raise ValueError('quantization_llm needs freeze_llm=True or llm_lora: 4-bit weights cannot train')
+        if quantization_vit and not visual_encoder_lora and not freeze_visual_encoder:
+            raise ValueError('quantization_vit needs freeze_visual_encoder=True or visual_encoder_lora')
+        self.model_path = model_path
+        self.generation_config = dict(generation_config or dict(max_new_tokens=64, do_sample=False))
+        self.max_dynamic_patch = max_dynamic_patch
+        device = default_device()
+        dtype = resolve_dtype(torch_dtype, device)
+
+        self.model = InternVLChatModel.from_pretrained(model_path, torch_dtype=dtype, device='cpu')
+        self.tokenizer = load_tokenizer(model_path)
+        self.model.img_context_token_id = self.tokenizer.convert_tokens_to_ids('<IMG_CONTEXT>')
+        self._quantize(quantization_llm, quantization_vit, device)
+        self.model.to(device)
+        self._freeze(freeze_llm, freeze_visual_encoder, freeze_projector)
+        if llm_lora:
+            self.model.language_model = self._add_lora(self.model.language_model, llm_lora)
+        if visual_encoder_lora:
+            self.model.vision_model = self._add_lora(self.model.vision_model, visual_encoder_lora)
+        self._trainable_to_fp32()
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self._register_load_state_dict_pre_hook(self._check_trainable_state, with_module=False)
+        if pretrained_pth:
+            self.load_trainable_state(pretrained_pth)
+        self.train()  # one consistent mode (from_pretrained left the inner model in eval)
+
+    # ---- building steps ----
+    def _quantize(self, quantization_llm, quantization_vit, device):
+        llm_settings = quantization_settings(quantization_llm, device)
+        if llm_settings:
+            quantize_linear_layers(self.model.language_model, llm_settings, device)
+        vit_settings = quantization_settings(quantization_vit, device)
+        if vit_settings:
+            quantize_linear_layers(self.model.vision_model, vit_settings, device)
+
+    def _freeze(self, freeze_llm: bool, freeze_visual_encoder: bool, freeze_projector: bool):
+        for part, frozen in ((self.model.language_model, freeze_llm), (self.model.vision_model, freeze_visual_encoder),
+                             (self.model.mlp1, freeze_projector)):
+            part.requires_grad_(not frozen)
+        for param in self.model.parameters():  # 4-bit weights never train
+            if param.dtype in (torch.uint8, torch.int8):
+                param.requires_grad_(False)
+
+    @staticmethod
+    def _add_lora(module: nn.Module, lora) -> nn.Module:
+        from peft import get_peft_model, inject_adapter_in_model
+
+        config = build_lora_config(lora)
+        if hasattr(module, 'generation_config'):  # a transformers causal LM
+            return get_peft_model(module, config)
+        return inject_adapter_in_model(config, module)
+
+    def _trainable_to_fp32(self):
+        for param in self.model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+
+    def init_weights(self) -> None:
+        """Weights come from ``model_path`` (and peft's LoRA init); the runner must not re-init."""
+
+    # ---- trainable state: saved, loaded back strictly ----
+    def trainable_names(self) -> List[str]:
+        return [name for name, p in self.named_parameters() if p.requires_grad]
+
+    def state_dict(self, *args, destination=None, prefix: str = '', keep_vars: bool = False):
+        """Only what trains (LoRA, projector, unfrozen towers): frozen weights come from ``model_path``."""
+        full = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        keep = {prefix + name for name in self.trainable_names()}
+        for key in [k for k in full if k not in keep]:
+            del full[key]
+        return full
+
+    def _check_trainable_state(self, state_dict, prefix, *unused):
+        expected = {prefix + name: p.shape for name, p in self.named_parameters() if p.requires_grad}
+        got = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
+        missing = sorted(set(expected) - set(got))
+        unexpected = sorted(set(got) - set(expected))
+        mismatched = sorted(k for k in set(expected) & set(got) if tuple(got[k].shape) != tuple(expected[k]))
+        if missing or unexpected or mismatched:
+            raise ValueError(
+                'checkpoint does not fit this InternVL2QLoRA model (same LoRA r/targets and freeze switches?): '
+                f'{len(missing)} missing {missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}, '
+                f'{len(mismatched)} with other shapes {mismatched[:5]}')
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # The pre-hook has checked the trainable keys; frozen weights are legitimately absent.
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        return result
+
+    def load_trainable_state(self, path: str) -> None:
+        """Load an ``iter_N.pth`` (mmengine) or a bare trainable state dict, strictly."""
+        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):  # no arbitrary pickles
+            checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+        state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else checkpoint
+        self.load_state_dict(state)
+
+    # ---- forward ----
+    def forward(self, data: dict, data_samples=None, mode: str = 'loss'):
+        if mode == 'loss':
+            return {'loss': self.compute_loss(**data)}
+        if mode == 'tensor':
+            return self.model(pixel_values=self._pixels(data.get('pixel_values')), input_ids=data['input_ids'],
+                              attention_mask=data.get('attention_mask'), image_flags=data.get('image_flags')).logits
+        if mode == 'predict':
+            return self.predict(**data)
+        raise NotImplementedError(f"mode must be 'loss', 'tensor' or 'predict', got {mode!r}")
+
+    def _pixels(self, pixel_values: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        if pixel_values is None:
+            return None
+        return pixel_values.to(self.model.vision_model.embeddings.patch_embedding.weight.dtype)
+
+    def _decoder_and_head(self):
+        llm = self.model.language_model
+        base = llm.get_base_model() if hasattr(llm, 'get_base_model') else llm
+        return base.get_decoder(), base.get_output_embeddings()
+
+    def compute_loss(self, input_ids: torch.Tensor, labels: torch.Tensor, pixel_values=None,
+                     attention_mask=None, image_flags=None, **unused) -> torch.Tensor:
+        """Mean next-token loss over answer tokens. The LM head runs only on those positions, and a
+        batch whose answers were all truncated away gives 0 (with a graph), not NaN."""
+        vit_embeds = None
+        if pixel_values is not None:
+            vit_embeds = self.model.extract_feature(self._pixels(pixel_values))
+            if image_flags is not None:
+                vit_embeds = vit_embeds[image_flags.reshape(-1) == 1]
+        embeds = self.model._embed_with_images(input_ids, vit_embeds)
+        decoder, head = self._decoder_and_head()
+        hidden = decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        targets = labels[:, 1:]
+        answer = targets != IGNORE_INDEX
+        logits = head(hidden[:, :-1][answer]).float()
+        return F.cross_entropy(logits, targets[answer], reduction='sum') / answer.sum().clamp(min=1)
+
+    # ---- generation ----
+    @torch.no_grad()
+    def chat(self, image: Union[str, 'PIL.Image.Image', None], question: str,
+             generation_config: Optional[dict] = None) -> str:
+        """One greedy (by default) chat turn with the official prompt, tiled like the training data."""
+        cfg = self.model.config
+        pixel_values = None
+        if image is not None:
+            pixel_values = load_image(image, input_size=cfg.force_image_size or cfg.vision.image_size,
+                                      max_num=self.max_dynamic_patch or cfg.max_dynamic_patch,
+                                      min_num=cfg.min_dynamic_patch,
+                                      use_thumbnail=cfg.use_thumbnail)
+            pixel_values = self._pixels(pixel_values.to(self.model.device))
+        # Restore each module's own flag: the model can be in a mixed state (from_pretrained returns
+        # the inner model in eval mode while peft's new LoRA dropouts are in train mode).
+        modes = [(module, module.training) for module in self.modules()]
+        self.eval()
+        try:
+            return self.model.chat(self.tokenizer, pixel_values, question,
+                                   dict(generation_config or self.generation_config))
+        finally:
+            for module, training in modes:
+                module.training = training
+
+    def predict(self, questions: List[str], images: List[Optional[str]], **unused) -> List[Dict[str, str]]:
+        return [dict(question=q, image=img, answer=self.chat(img, q)) for q, img in zip(questions, images)]

@@ -85,8 +85,11 @@ class TokenBudget:
         self.system_message = get("system_message", None)  # None: the template's (as in training)
 
     @classmethod
-    def from_model_dir(cls, model_dir: str | os.PathLike) -> TokenBudget:
+    def from_model_dir(cls, model_dir: str | os.PathLike, max_dynamic_patch: int | None = None) -> TokenBudget:
+        """``max_dynamic_patch`` overrides the model config's, as the training dataset's does."""
         config = load_model_config(model_dir)  # first: a missing config.json is the clearer message
+        if max_dynamic_patch is not None:
+            config = dict(config, max_dynamic_patch=max_dynamic_patch)
         return cls(load_tokenizer(model_dir), config)
 
     def count(self, record: dict, image_size: tuple[int, int] | None) -> tuple[int, int, int]:

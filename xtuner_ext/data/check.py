@@ -49,6 +49,7 @@ def settings_from_config(config_path: str) -> dict:
         "image_folder": plain("image_folder"),
         "model": plain("path") or plain("model_path"),
         "max_length": plain("max_length"),
+        "max_dynamic_patch": plain("max_dynamic_patch"),
     }
 
 
@@ -70,7 +71,7 @@ def _missing_data_hint(data: str) -> str:
     return ""
 
 
-def _load_budget(model: str | None, max_length):
+def _load_budget(model: str | None, max_length, max_dynamic_patch=None):
     if model is None:
         if max_length is not None:
             print("note: max_length given but no model folder (--model, or `path` in the config); "
@@ -79,14 +80,15 @@ def _load_budget(model: str | None, max_length):
     from .budget import TokenBudget
 
     try:
-        return TokenBudget.from_model_dir(model)
+        return TokenBudget.from_model_dir(model, max_dynamic_patch)
     except (OSError, ValueError, ImportError) as err:
         raise UsageError(f"cannot load the model folder {model} for the token budget: {err}") from err
 
 
-def run_check(data, image_folder, model=None, max_length=None, data_format="auto", per_sample=None, out=None) -> int:
+def run_check(data, image_folder, model=None, max_length=None, data_format="auto", per_sample=None, out=None,
+              max_dynamic_patch=None) -> int:
     out = out or sys.stdout
-    budget = _load_budget(model, max_length)
+    budget = _load_budget(model, max_length, max_dynamic_patch)
     status = EXIT_OK
     for data_path, folder in _pairs(data, image_folder):
         if not os.path.exists(data_path):
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-folder", help="folder the records' image paths are relative to")
     parser.add_argument("--model", help="InternVL2 model folder (config.json + tokenizer) for tiles and token budget")
     parser.add_argument("--max-length", type=int, help="training max_length to check the token budget against")
+    parser.add_argument("--max-dynamic-patch", type=int, help="tile limit used in training (default: the config's, "
+                        "else the model's)")
     parser.add_argument("--format", default="auto", choices=["auto", "clot", "oogiri", "conversations"])
     table = parser.add_mutually_exclusive_group()
     table.add_argument("--per-sample", dest="per_sample", action="store_true", default=None,
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
     try:
-        settings = {"data": None, "image_folder": None, "model": None, "max_length": None}
+        settings = {"data": None, "image_folder": None, "model": None, "max_length": None, "max_dynamic_patch": None}
         if args.config:
             settings = settings_from_config(args.config)
         for key in settings:
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             where = f"config {args.config} has no `data_path`; " if args.config else ""
             raise UsageError(f"{where}give a CONFIG or --data FILE")
         return run_check(settings["data"], settings["image_folder"], settings["model"], settings["max_length"],
-                         args.format, args.per_sample)
+                         args.format, args.per_sample, max_dynamic_patch=settings["max_dynamic_patch"])
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

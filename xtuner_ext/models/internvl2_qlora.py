@@ -58,6 +58,11 @@ def quantization_settings(spec, device: torch.device) -> Optional[QuantizationSe
     return QuantizationSettings(**spec)
 
 
+def _cast_inputs_to_own_dtype(module: nn.Module, args: tuple) -> tuple:
+    dtype = next(module.parameters()).dtype
+    return tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+
 class InternVL2QLoRA(BaseModel):
     """InternVL2 fine-tuning model: optional 4-bit LLM/ViT, LoRA adapters, freeze switches.
 
@@ -141,6 +146,9 @@ class InternVL2QLoRA(BaseModel):
         for param in self.model.parameters():
             if param.requires_grad and param.dtype != torch.float32:
                 param.data = param.data.float()
+        # An fp32 projector then meets the bf16 ViT output: cast at its door (autocast does this in
+        # training, but chat() runs without autocast).
+        self.model.mlp1.register_forward_pre_hook(_cast_inputs_to_own_dtype)
 
     def init_weights(self) -> None:
         """Weights come from ``model_path`` (and peft's LoRA init); the runner must not re-init."""

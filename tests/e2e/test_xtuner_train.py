@@ -1,0 +1,148 @@
+"""Stock `xtuner train` on the tiny InternVL2 QLoRA config, as a user runs it (CPU, minutes).
+
+`xtuner` always exits 0, so every check reads the artefacts: checkpoints, the log, the weights.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / 'configs' / 'internvl' / 'internvl2_tiny_qlora.py'
+XTUNER = Path(sys.executable).parent / 'xtuner'
+LOSS = re.compile(r'Iter\(train\) \[\s*(\d+)/\d+\].*?\bloss: ([0-9.]+)')
+ITERS = 40
+
+
+@pytest.fixture(scope='module')
+def embedded(tmp_path_factory):
+    """The embedded default, plus 4 training records to repeat (the 'repeated data' of the issue)."""
+    from xtuner_ext.data.sample import make_clot_sample
+    from xtuner_ext.models.internvl2.tiny import make_tiny_model
+
+    root = tmp_path_factory.mktemp('embedded')
+    make_tiny_model(root / 'internvl2_tiny', seed=0)
+    data_dir = make_clot_sample(root / 'CLoT_sample', seed=0)
+    records = json.loads((data_dir / 'train.json').read_text(encoding='utf-8'))[:4]
+    (data_dir / 'repeat4.json').write_text(json.dumps(records, ensure_ascii=False), encoding='utf-8')
+    env = dict(os.environ, XTUNER_EXT_MODEL_PATH=str(root / 'internvl2_tiny'), XTUNER_EXT_DATA_ROOT=str(data_dir))
+    return env, data_dir / 'repeat4.json'
+
+
+def train_command(work_dir: Path, data_path: Path, *extra: str) -> list:
+    # 4 records x 10 repeats / batch 4 = 10 iterations per epoch (an epoch boundary costs mmengine
+    # a 2 s sleep); log every iteration without smoothing; a checkpoint every 10 iterations.
+    return [str(XTUNER), 'train', str(CONFIG), '--work-dir', str(work_dir), *extra, '--cfg-options',
+            f'train_dataloader.dataset.data_path={data_path}', 'train_dataloader.dataset.repeat_times=10',
+            f'train_cfg.max_epochs={ITERS // 10}',
+            'log_processor.window_size=1', 'default_hooks.checkpoint.interval=10',
+            'default_hooks.checkpoint.max_keep_ckpts=4']
+
+
+def run_training(env, work_dir: Path, data_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(train_command(work_dir, data_path, *extra), env=env, capture_output=True, text=True)
+
+
+def losses(work_dir: Path) -> dict:
+    found = {}
+    for log in sorted(work_dir.glob('*/*.log')):
+        found.update({int(i): float(v) for i, v in LOSS.findall(log.read_text(encoding='utf-8'))})
+    return found
+
+
+def trained_state(checkpoint: Path) -> dict:
+    import xtuner_ext  # noqa: F401  (weights_only-safe loading of mmengine checkpoints)
+    from mmengine.runner.checkpoint import _load_checkpoint
+    return _load_checkpoint(str(checkpoint), map_location='cpu')['state_dict']
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(embedded, tmp_path_factory):
+    env, data_path = embedded
+    work_dir = tmp_path_factory.mktemp('uninterrupted')
+    result = run_training(env, work_dir, data_path)
+    assert (work_dir / f'iter_{ITERS}.pth').is_file(), result.stdout[-3000:] + result.stderr[-3000:]
+    return work_dir
+
+
+def test_loss_falls_on_repeated_data(uninterrupted):
+    history = losses(uninterrupted)
+    assert sorted(history) == list(range(1, ITERS + 1))
+    first = [history[i] for i in range(1, 11)]
+    last = [history[i] for i in range(ITERS - 9, ITERS + 1)]
+    assert all(map(torch.isfinite, torch.tensor(first + last)))
+    assert sum(last) / 10 < 0.5 * sum(first) / 10, history
+
+
+def test_checkpoint_holds_only_lora_and_projector(uninterrupted):
+    state = trained_state(uninterrupted / f'iter_{ITERS}.pth')
+    lora = [k for k in state if '.lora_A.' in k or '.lora_B.' in k]
+    projector = [k for k in state if k.startswith('model.mlp1.')]
+    assert lora and projector and len(lora) + len(projector) == len(state)
+    assert all(v.dtype == torch.float32 for v in state.values())
+    assert not any('lm_head' in k or 'embed_tokens' in k or 'vision_model' in k for k in state)
+
+
+def test_trained_model_is_4bit_and_loads_the_checkpoint_strictly(uninterrupted, embedded):
+    import bitsandbytes as bnb
+    from mmengine.config import Config
+    from mmengine.registry import MODELS
+
+    env, _ = embedded
+    os.environ.update({k: env[k] for k in ('XTUNER_EXT_MODEL_PATH', 'XTUNER_EXT_DATA_ROOT')})
+    cfg = Config.fromfile(str(CONFIG))
+    cfg.model.pretrained_pth = str(uninterrupted / f'iter_{ITERS}.pth')
+    model = MODELS.build(cfg.model)
+    llm = model.model.language_model.get_base_model()
+    linears = {n: type(m) for n, m in llm.named_modules()
+               if isinstance(m, torch.nn.Linear) and '.lora_' not in n}  # LoRA's own A/B layers are fp32
+    quantized = [n for n, t in linears.items() if issubclass(t, bnb.nn.Linear4bit)]
+    assert quantized and set(linears) - set(quantized) == {'lm_head'}
+    assert all(getattr(llm.get_submodule(n).weight, 'quant_state').quant_type == 'nf4' for n in quantized)
+    expected = trained_state(uninterrupted / f'iter_{ITERS}.pth')
+    loaded = model.state_dict()
+    assert loaded.keys() == expected.keys()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+
+
+def test_kill_then_resume_matches_the_uninterrupted_run(uninterrupted, embedded, tmp_path):
+    env, data_path = embedded
+    work_dir = tmp_path / 'killed'
+    process = subprocess.Popen(train_command(work_dir, data_path), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not (work_dir / 'iter_20.pth').exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = sorted(work_dir.glob('iter_*.pth'), key=lambda p: int(p.stem.split('_')[1]))
+    assert saved and int(saved[-1].stem.split('_')[1]) < ITERS, 'the run finished before it was killed'
+    for checkpoint in saved:  # whatever is there under a checkpoint's name is complete
+        trained_state(checkpoint)
+
+    result = run_training(env, work_dir, data_path, '--resume', str(saved[-1]))
+    final = work_dir / f'iter_{ITERS}.pth'
+    assert final.is_file(), result.stdout[-3000:] + result.stderr[-3000:]
+    resumed, reference = trained_state(final), trained_state(uninterrupted / f'iter_{ITERS}.pth')
+    assert resumed.keys() == reference.keys()
+    mismatched = [k for k in reference if not torch.equal(resumed[k], reference[k])]
+    assert not mismatched, mismatched[:5]
+
+
+def test_train_by_registered_name(embedded, tmp_path):
+    env, data_path = embedded
+    work_dir = tmp_path / 'by_name'
+    result = subprocess.run(
+        [str(XTUNER), 'train', 'xtuner_ext_internvl2_tiny_qlora', '--work-dir', str(work_dir), '--cfg-options',
+         f'train_dataloader.dataset.data_path={data_path}', 'train_dataloader.dataset.repeat_times=2',
+         'train_cfg.max_epochs=3', 'default_hooks.checkpoint.interval=6'], env=env, capture_output=True, text=True)
+    assert (work_dir / 'iter_6.pth').is_file(), result.stdout[-3000:] + result.stderr[-3000:]

@@ -38,6 +38,17 @@ def prepare(root: Path, preset: str) -> dict:
     return dict(model_dir=str(model_dir), data_dir=str(data_dir), prepare_s=round(time.time() - started, 1))
 
 
+def stretched_answers(data_dir: Path, chars: int) -> Path:
+    """train.json with each answer repeated to ``chars`` characters."""
+    records = json.loads((data_dir / 'train.json').read_text(encoding='utf-8'))
+    for record in records:
+        answer = record['conversations'][1]['value']
+        record['conversations'][1]['value'] = (answer * (chars // len(answer) + 1))[:chars]
+    out = data_dir / f'train_answers_{chars}.json'
+    out.write_text(json.dumps(records, ensure_ascii=False), encoding='utf-8')
+    return out
+
+
 def summarize(log_text: str, skip: int, batch_size: int) -> dict:
     rows = [(int(i), float(t), float(d), int(m) if m else None, float(loss))
             for i, t, d, m, loss in ITER.findall(log_text)]
@@ -59,23 +70,29 @@ def main(argv=None) -> int:
     parser.add_argument('--epochs', type=int, default=1)
     parser.add_argument('--skip', type=int, default=3, help='warm-up iterations not timed')
     parser.add_argument('--out', help='write the summary JSON here too')
+    parser.add_argument('--answer-chars', type=int, default=0,
+                        help='stretch every answer to this many characters (truncated at max_length): the '
+                             'worst case of the config, every sample at max_length')
     parser.add_argument('--deepspeed', help='passed to `xtuner train --deepspeed` (e.g. deepspeed_zero2)')
     parser.add_argument('cfg_options', nargs='*', help='extra --cfg-options KEY=VALUE')
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
     paths = prepare(root, args.preset)
-    work_dir = root / f'work_{args.preset}'
+    work_dir = root / f'work_{args.preset}_{args.deepspeed or "amp"}_{args.answer_chars}'
+    data_path = Path(paths['data_dir']) / 'train.json'
+    if args.answer_chars:
+        data_path = stretched_answers(Path(paths['data_dir']), args.answer_chars)
     env = dict(os.environ, XTUNER_EXT_MODEL_PATH=paths['model_dir'], XTUNER_EXT_DATA_ROOT=paths['data_dir'])
     command = [sys.executable, '-m', 'xtuner_ext.cli', 'train', str(REPO / 'configs' / 'internvl' / CONFIGS[args.preset]),
                '--work-dir', str(work_dir), *(['--deepspeed', args.deepspeed] if args.deepspeed else []),
                '--cfg-options', f'train_cfg.max_epochs={args.epochs}',
                'log_processor.window_size=1', 'default_hooks.logger.interval=1',
-               'default_hooks.checkpoint.interval=100000', 'train_dataloader.dataset.data_path='
-               + paths['data_dir'] + '/train.json', *args.cfg_options]
+               'default_hooks.checkpoint.interval=100000', f'train_dataloader.dataset.data_path={data_path}',
+               *args.cfg_options]
     started = time.time()
     code = subprocess.run(command, env=env).returncode
     logs = sorted(work_dir.glob('*/*.log'))
-    summary = dict(preset=args.preset, deepspeed=args.deepspeed, exit_code=code, wall_s=round(time.time() - started, 1),
+    summary = dict(preset=args.preset, deepspeed=args.deepspeed, answer_chars=args.answer_chars, exit_code=code, wall_s=round(time.time() - started, 1),
                    prepare_s=paths['prepare_s'])
     if logs:
         summary.update(summarize(logs[-1].read_text(encoding='utf-8'), args.skip, batch_size=4))

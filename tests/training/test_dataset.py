@@ -179,3 +179,14 @@ def test_collate_text_only_batch_has_no_pixels(tiny_model_dir, sample_dir, tmp_p
     data = internvl2_collate_fn([ds[0], ds[1]])['data']
     assert 'pixel_values' not in data and 'image_flags' not in data
     assert data['attention_mask'].sum(1).tolist() == [len(ds.samples[0]['input_ids']), len(ds.samples[1]['input_ids'])]
+
+
+def test_truncated_samples_are_counted(tiny_model_dir, train_dataset, sample_dir):
+    # 1-tile samples are about 445-460 tokens in full: at max_length 450 some lose answer tokens (the
+    # 3-tile ones cannot fit and are skipped). Count them from the untruncated dataset.
+    ds = InternVL2ConversationDataset(str(tiny_model_dir), str(sample_dir / 'train.json'), max_length=450,
+                                      image_folder=str(sample_dir), on_bad_record='skip')
+    full = {s['image']: len(s['input_ids']) for s in train_dataset.samples}
+    expected = sum(full[s['image']] > 450 for s in ds.samples)
+    assert 0 < expected < len(ds) and ds.truncated == expected
+    assert train_dataset.truncated == 0

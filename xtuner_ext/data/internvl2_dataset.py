@@ -65,6 +65,10 @@ class InternVL2ConversationDataset(Dataset):
                       'run `python tools/check_data.py` for the list', 'current', logging.WARNING)
         if not self.samples:
             raise ValueError(f'{loaded.source}: no usable records')
+        self.truncated = sum(s['truncated'] for s in self.samples)
+        if self.truncated:
+            print_log(f'{loaded.source}: {self.truncated} of {len(self.samples)} sample(s) exceed max_length='
+                      f'{max_length}; their answers were shortened (image tokens kept)', 'current', logging.WARNING)
         self.samples = self.samples * int(repeat_times)
 
     def _num_tiles(self, image_path: str) -> int:
@@ -87,7 +91,7 @@ class InternVL2ConversationDataset(Dataset):
                     raise BadRecordError(f'{source}:{record.get("source_index")}: would_truncate: {err}') from None
                 continue
             samples.append(dict(input_ids=encoded.input_ids, labels=encoded.labels, image=image_path,
-                                num_tiles=encoded.num_tiles))
+                                num_tiles=encoded.num_tiles, truncated=encoded.truncated))
         return samples
 
     def __len__(self) -> int:

@@ -1,5 +1,7 @@
 # Two commands for a newcomer: `make demo` (main job on the embedded default) and `make test`.
 # Both create .venv at the repository root and install the pinned stack (requirements/lock.txt).
+# requirements/lock.txt is resolved for CPython 3.11
+PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -11,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 install: $(STAMP)
 
 $(STAMP): requirements/lock.txt pyproject.toml
-	python3 -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	$(PY) -m pip install -q --no-deps -r requirements/lock.txt
 	$(PY) -m pip install -q --no-deps -e .

@@ -49,7 +49,9 @@ def test_xtuner_ext_cli_returns_the_tool_exit_code(tmp_path):
     assert run(BIN / 'xtuner', 'train', missing).returncode == 0  # stock: always 0
     assert run(BIN / 'xtuner-ext', 'train', missing).returncode != 0
     assert run(BIN / 'xtuner-ext', 'list-cfg', '-p', 'xtuner_ext').returncode == 0
-    assert run(BIN / 'xtuner-ext', 'no-such-mode').returncode != 0
+    assert run(BIN / 'xtuner-ext', 'no-such-mode').returncode == 2
+    help_text = run(BIN / 'xtuner-ext', 'convert', '-h')  # a mode that only prints help
+    assert help_text.returncode == 0 and 'pth_to_hf' in help_text.stdout + help_text.stderr
 
 
 def test_stock_xtuner_model_builders_query_bf16_on_cpu():

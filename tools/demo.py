@@ -58,20 +58,25 @@ def answer_all(model, picks: list) -> list:
     return [model.chat(p['image'], p['question']) for p in picks]
 
 
-def train(work_dir: Path, env: dict) -> Path:
-    """Stock `xtuner train` (always exits 0), so success is judged by the artefacts."""
+def train(work_dir: Path, env: dict) -> tuple:
+    """Stock `xtuner train` (always exits 0), so success is judged by this run's artefacts: its own
+    log, and the checkpoint of its last iteration."""
+    (work_dir / 'last_checkpoint').unlink(missing_ok=True)
+    logs_before = set(work_dir.glob('*/*.log'))
+    # `xtuner` starts its tool with the first `python` on PATH: this interpreter's.
+    path = f'{BIN}{os.pathsep}{os.environ.get("PATH", "")}'
     subprocess.run([str(BIN / 'xtuner'), 'train', str(CONFIG), '--work-dir', str(work_dir)],
-                   env=dict(os.environ, **env), check=False)
-    pointer = work_dir / 'last_checkpoint'
-    if not pointer.is_file():
-        raise SystemExit(f'training wrote no checkpoint under {work_dir}: see the log above')
-    return Path(pointer.read_text().strip())
-
-
-def losses(work_dir: Path) -> list:
-    logs = sorted(work_dir.glob('*/*.log'))
-    text = logs[-1].read_text(encoding='utf-8') if logs else ''
-    return [float(m.group(3)) for m in LOSS.finditer(text)]
+                   env=dict(os.environ, **env, PATH=path), check=False)
+    new_logs = sorted(set(work_dir.glob('*/*.log')) - logs_before)
+    matches = list(LOSS.finditer(new_logs[-1].read_text(encoding='utf-8'))) if new_logs else []
+    if not matches:
+        raise SystemExit(f'training logged no iteration under {work_dir}: see the output above')
+    last_iter, max_iters = int(matches[-1].group(1)), int(matches[-1].group(2))
+    checkpoint = work_dir / f'iter_{max_iters}.pth'
+    if last_iter != max_iters or not checkpoint.is_file():
+        raise SystemExit(f'training stopped at iteration {last_iter} of {max_iters} (no {checkpoint.name}): '
+                         'see the output above')
+    return checkpoint, [float(m.group(3)) for m in matches]
 
 
 def report(picks: list, before: list, after: list) -> str:
@@ -95,18 +100,19 @@ def main(argv=None) -> int:
     picks = questions(data_dir)
     before = answer_all(build_model(env), picks)
 
-    checkpoint = train(work_dir, env)
-    history = losses(work_dir)
+    checkpoint, history = train(work_dir, env)
     after = answer_all(build_model(env, pretrained_pth=str(checkpoint)), picks)  # strict load
 
     text = report(picks, before, after)
-    (work_dir / 'answers.md').write_text(text, encoding='utf-8')
+    answers = work_dir / 'answers.md'
+    answers.with_suffix('.md.tmp').write_text(text, encoding='utf-8')
+    answers.with_suffix('.md.tmp').replace(answers)
     print('\n' + text)
     first, last = history[:10], history[-10:]
     print(f'checkpoint: {checkpoint}')
     print(f'loss (10-iteration running mean): {first[0]:.3f} at start -> {last[-1]:.3f} after {len(history)} '
-          f'iterations; answers saved to {work_dir / "answers.md"}')
-    if not history or sum(last) / len(last) >= sum(first) / len(first):
+          f'iterations; answers saved to {answers}')
+    if sum(last) / len(last) >= sum(first) / len(first):
         print('error: the loss did not fall', file=sys.stderr)
         return 1
     return 0

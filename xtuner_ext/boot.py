@@ -114,20 +114,20 @@ def register_atomic_backend(fileio) -> None:
 
     class AtomicLocalBackend(fileio.LocalBackend):
         def put(self, obj: bytes, filepath) -> None:
-            _write_atomically(str(filepath), obj, 'wb')
+            _write_atomically(str(filepath), obj)
 
         def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
-            _write_atomically(str(filepath), obj.encode(encoding), 'wb')
+            _write_atomically(str(filepath), obj.encode(encoding))
 
     fileio.register_backend('atomic_local', AtomicLocalBackend)
 
 
-def _write_atomically(path: str, data: bytes, mode: str) -> None:
+def _write_atomically(path: str, data: bytes) -> None:
     folder = os.path.dirname(path) or '.'
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f'.{os.path.basename(path)}.tmp-{os.getpid()}')
     try:
-        with open(tmp, mode) as f:
+        with open(tmp, 'wb') as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -158,11 +158,7 @@ class _PatchingLoader(importlib.abc.Loader):
 
     def exec_module(self, module):
         self._loader.exec_module(module)
-        try:
-            self._patch(module)
-        except Exception as err:  # a broken patch must not break stock tools
-            warnings.warn(f'xtuner_ext could not patch {module.__name__}: '
-                          f'{type(err).__name__}: {err}', RuntimeWarning)
+        _apply(self._patch, module)
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -186,11 +182,18 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
         return None
 
 
+def _apply(patch, module) -> None:
+    try:
+        patch(module)
+    except Exception as err:  # a broken patch must not break stock tools
+        warnings.warn(f'xtuner_ext could not patch {module.__name__}: {type(err).__name__}: {err}', RuntimeWarning)
+
+
 def install() -> None:
     """Patch the listed modules already imported, and hook the others."""
     for name, patch in POST_IMPORT_PATCHES.items():
         if name in sys.modules:
-            patch(sys.modules[name])
+            _apply(patch, sys.modules[name])
     if not any(getattr(f, _FINDER_MARK, False) for f in sys.meta_path):
         finder = _PostImportFinder(POST_IMPORT_PATCHES)
         setattr(finder, _FINDER_MARK, True)

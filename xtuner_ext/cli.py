@@ -13,22 +13,31 @@ import subprocess
 import sys
 
 
-def tool_command(args: list[str]) -> list[str]:
-    """The child command for ``xtuner <args>``; raises ``SystemExit(2)`` on a bad mode."""
-    from xtuner.entry_point import modes
+def _usage(text: str):
+    print(f'usage: {text}', file=sys.stderr)
+    raise SystemExit(2)
+
+
+def tool_command(args: list[str]) -> list[str] | None:
+    """The child command for ``xtuner <args>``; None when the mode only prints its help."""
+    from xtuner.entry_point import HELP_FUNCS, modes
 
     if not args or args[0].lower() not in modes:
-        raise SystemExit(f'usage: xtuner-ext MODE [ARGS...]  (MODE: {", ".join(sorted(modes))})')
+        _usage(f'xtuner-ext MODE [ARGS...]  (MODE: {", ".join(sorted(modes))})')
     entry, n_mode_words = modes[args[0].lower()], 1
     if isinstance(entry, dict):
         sub = args[1].lower() if len(args) > 1 else ''
         if sub not in entry:
-            raise SystemExit(f'usage: xtuner-ext {args[0]} {{{",".join(sorted(entry))}}} [ARGS...]')
+            _usage(f'xtuner-ext {args[0]} {{{",".join(sorted(entry))}}} [ARGS...]')
         entry, n_mode_words = entry[sub], 2
+    if entry in HELP_FUNCS:
+        entry()
+        return None
     tool, rest = entry(), args[n_mode_words:]
     nnodes = int(os.environ.get('NNODES', 1))
     nproc = int(os.environ.get('NPROC_PER_NODE', 1))
-    if nnodes == 1 and nproc == 1 or '--launcher' in rest:
+    slurm = '--launcher' in rest and rest[rest.index('--launcher') + 1:][:1] == ['slurm']
+    if nnodes == 1 and nproc == 1 or slurm:  # as stock xtuner decides
         return [sys.executable, tool, *rest]
     return [sys.executable, '-m', 'torch.distributed.run',
             f'--nnodes={nnodes}', f'--node_rank={os.environ.get("NODE_RANK", 0)}',
@@ -39,7 +48,10 @@ def tool_command(args: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     command = tool_command(list(sys.argv[1:] if argv is None else argv))
-    return subprocess.run(command).returncode
+    if command is None:
+        return 0
+    code = subprocess.run(command).returncode
+    return 128 - code if code < 0 else code  # killed by signal N: the shell's 128 + N
 
 
 if __name__ == '__main__':

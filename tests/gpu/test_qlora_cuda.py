@@ -53,3 +53,18 @@ def test_qlora_trains_under_bf16_autocast_with_the_grad_scaler(embedded):
     assert sum(losses[-3:]) < sum(losses[:3]) * 0.8, losses
     answer = model.chat(str(data_dir / dataset.samples[0]['image']), '<image>\n请你根据这张图片，讲一个脑洞大开的梗')
     assert isinstance(answer, str)
+
+
+def test_random_state_restores_from_a_checkpoint_loaded_onto_the_gpu(tmp_path):
+    """mmengine resumes with map_location = the GPU; the generators only take CPU tensors."""
+    from types import SimpleNamespace
+
+    from xtuner_ext.engine.random_state_hook import RandomStateHook
+    hook, checkpoint = RandomStateHook(), {}
+    hook.before_save_checkpoint(None, checkpoint)
+    expected = (torch.rand(3), torch.rand(3, device='cuda').cpu())
+    torch.save(checkpoint, tmp_path / 'c.pth')
+    loaded = torch.load(tmp_path / 'c.pth', map_location='cuda', weights_only=False)
+    hook.after_load_checkpoint(SimpleNamespace(_resume=True), loaded)
+    again = (torch.rand(3), torch.rand(3, device='cuda').cpu())
+    assert all(torch.equal(a, b) for a, b in zip(expected, again))

@@ -232,3 +232,24 @@ def test_gradient_checkpointing_gives_the_same_grads(make_qlora, batch):
     assert any(torch.count_nonzero(g) for n, g in grads[0].items() if 'lora_B' in n)
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_unfrozen_tower_with_lora_trains_whole(make_qlora):
+    """peft freezes every non-adapter weight; freeze_visual_encoder=False must still train the ViT."""
+    model = make_qlora(freeze_visual_encoder=False,
+                       visual_encoder_lora=dict(r=4, lora_alpha=8, target_modules=['attn.qkv']))
+    vit = dict(model.model.vision_model.named_parameters())
+    adapters = [n for n in vit if '.lora_' in n]
+    assert adapters and all(vit[n].requires_grad for n in vit)
+    llm = dict(model.model.language_model.named_parameters())
+    assert all(p.requires_grad == ('.lora_' in n) for n, p in llm.items())  # freeze_llm=True: adapters only
+
+
+def test_image_tokens_without_pixels_are_an_error(make_qlora, train_dataset):
+    from xtuner_ext.data.internvl2_dataset import internvl2_collate_fn
+
+    model = make_qlora()
+    batch = internvl2_collate_fn([train_dataset[0]])['data']
+    del batch['pixel_values'], batch['image_flags']
+    with pytest.raises(ValueError, match='no pixel_values were given'):
+        model(batch, mode='loss')

@@ -1,5 +1,6 @@
 """RandomStateHook: RNG states captured with a checkpoint come back exactly after a resume load."""
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -36,7 +37,9 @@ def test_state_survives_torch_save_and_mmengine_load(tmp_path):
     torch.save(checkpoint, path)
     draw()
     loaded = _load_checkpoint(str(path), map_location='cpu')  # torch.load with its weights_only default
-    hook.after_load_checkpoint(None, loaded)
+    hook.after_load_checkpoint(SimpleNamespace(_resume=False), loaded)  # `load_from`: a new run
+    assert draw() != expected
+    hook.after_load_checkpoint(SimpleNamespace(_resume=True), loaded)  # `--resume`
     assert draw() == expected
 
 
@@ -52,5 +55,5 @@ def test_checkpoint_without_state_leaves_generators_alone():
     state = capture_random_state()
     expected = draw()
     restore_random_state(state)
-    RandomStateHook().after_load_checkpoint(None, {'meta': {}})
+    RandomStateHook().after_load_checkpoint(SimpleNamespace(_resume=True), {'meta': {}})
     assert draw() == expected

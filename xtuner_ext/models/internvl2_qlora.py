@@ -8,6 +8,7 @@ weights stay in ``torch_dtype``: that keeps a bf16 model trainable under an fp16
 """
 from __future__ import annotations
 
+import os
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -53,6 +54,8 @@ def quantization_settings(spec, device: torch.device) -> Optional[QuantizationSe
         return None
     spec = dict(spec)
     spec['compute_dtype'] = resolve_dtype(spec.get('compute_dtype', 'auto'), device)
+    if isinstance(spec.get('quant_storage'), str):
+        spec['quant_storage'] = getattr(torch, spec['quant_storage'])
     if 'skip_modules' in spec:
         spec['skip_modules'] = tuple(spec['skip_modules'])
     return QuantizationSettings(**spec)
@@ -103,11 +106,11 @@ class InternVL2QLoRA(BaseModel):
         self.model.img_context_token_id = self.tokenizer.convert_tokens_to_ids('<IMG_CONTEXT>')
         self._quantize(quantization_llm, quantization_vit, device)
         self.model.to(device)
-        self._freeze(freeze_llm, freeze_visual_encoder, freeze_projector)
         if llm_lora:
             self.model.language_model = self._add_lora(self.model.language_model, llm_lora)
         if visual_encoder_lora:
             self.model.vision_model = self._add_lora(self.model.vision_model, visual_encoder_lora)
+        self._freeze(freeze_llm, freeze_visual_encoder, freeze_projector)
         self._trainable_to_fp32()
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
@@ -126,12 +129,15 @@ class InternVL2QLoRA(BaseModel):
             quantize_linear_layers(self.model.vision_model, vit_settings, device)
 
     def _freeze(self, freeze_llm: bool, freeze_visual_encoder: bool, freeze_projector: bool):
+        """Runs after LoRA is added (peft freezes every non-adapter weight): adapters always train,
+        other weights train where their part is not frozen, 4-bit weights never."""
+        import bitsandbytes as bnb
+
         for part, frozen in ((self.model.language_model, freeze_llm), (self.model.vision_model, freeze_visual_encoder),
                              (self.model.mlp1, freeze_projector)):
-            part.requires_grad_(not frozen)
-        for param in self.model.parameters():  # 4-bit weights never train
-            if param.dtype in (torch.uint8, torch.int8):
-                param.requires_grad_(False)
+            for name, param in part.named_parameters():
+                adapter = '.lora_' in name
+                param.requires_grad_(adapter or (not frozen and not isinstance(param, bnb.nn.Params4bit)))
 
     @staticmethod
     def _add_lora(module: nn.Module, lora) -> nn.Module:
@@ -161,7 +167,7 @@ class InternVL2QLoRA(BaseModel):
         """Only what trains (LoRA, projector, unfrozen towers): frozen weights come from ``model_path``."""
         full = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
         keep = {prefix + name for name in self.trainable_names()}
-        for key in [k for k in full if k not in keep]:
+        for key in [k for k in full if k.startswith(prefix) and k not in keep]:
             del full[key]
         return full
 
@@ -178,12 +184,17 @@ class InternVL2QLoRA(BaseModel):
                 f'{len(mismatched)} with other shapes {mismatched[:5]}')
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        # The pre-hook has checked the trainable keys; frozen weights are legitimately absent.
+        """Always strict about what trains (checked by a pre-hook, also on mmengine's own loading
+        path); frozen weights are legitimately absent, so ``strict`` has nothing else to decide."""
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
         return result
 
     def load_trainable_state(self, path: str) -> None:
         """Load an ``iter_N.pth`` (mmengine) or a bare trainable state dict, strictly."""
+        if os.path.isdir(path):
+            raise ValueError(f'{path} is a folder: a DeepSpeed checkpoint (saved with save_optimizer=True). Train '
+                             'with save_optimizer=False to get one file, or export one with DeepSpeed\'s '
+                             'zero_to_fp32 tool')
         with torch.serialization.safe_globals(mmengine_checkpoint_globals()):  # no arbitrary pickles
             checkpoint = torch.load(path, map_location='cpu', weights_only=True)
         state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else checkpoint

@@ -103,6 +103,9 @@ class InternVLChatModel(nn.Module):
         """Token embeddings with each ``<IMG_CONTEXT>`` position replaced by the next image feature."""
         embeds = self.language_model.get_input_embeddings()(input_ids)
         if vit_embeds is None:
+            if self.img_context_token_id is not None and bool((input_ids == self.img_context_token_id).any()):
+                raise ValueError('input_ids hold <IMG_CONTEXT> tokens but no pixel_values were given: the images '
+                                 'would be replaced by the placeholder embedding')
             return embeds
         mask = input_ids == self._require_context_token_id()
         features = vit_embeds.reshape(-1, embeds.shape[-1])

@@ -190,3 +190,16 @@ def test_truncated_samples_are_counted(tiny_model_dir, train_dataset, sample_dir
     expected = sum(full[s['image']] > 450 for s in ds.samples)
     assert 0 < expected < len(ds) and ds.truncated == expected
     assert train_dataset.truncated == 0
+
+
+def test_unparsable_rows_error_with_summary_or_skip_with_count(tiny_model_dir, sample_dir, tmp_path):
+    records = json.loads((sample_dir / 'train.json').read_text(encoding='utf-8'))[:3]
+    data = tmp_path / 'with_junk.json'
+    data.write_text(json.dumps([records[0], 42, records[1], records[2]], ensure_ascii=False), encoding='utf-8')
+    with pytest.raises(BadRecordError) as error:
+        InternVL2ConversationDataset(str(tiny_model_dir), str(data), max_length=1024, image_folder=str(sample_dir))
+    assert 'checked 4 records: 3 usable, 1 with problems' in str(error.value)
+    assert f'{data}:1: ' in str(error.value)
+    ds = InternVL2ConversationDataset(str(tiny_model_dir), str(data), max_length=1024, image_folder=str(sample_dir),
+                                      on_bad_record='skip')
+    assert ds.skipped == 1 and len(ds) == 3

@@ -53,13 +53,12 @@ class InternVL2ConversationDataset(Dataset):
 
         loaded = load_any(str(data_path), image_folder, data_format)
         self.image_folder = loaded.image_folder
-        if loaded.problems and on_bad_record == 'error':
-            raise BadRecordError('\n'.join(str(p) for p in loaded.problems[:20]))
+        # records the loader could not parse are reported (and counted) with the checked ones
         records, report = select_usable_records(loaded.records, self.image_folder, on_bad_record=on_bad_record,
-                                                source=loaded.source)
+                                                source=loaded.source, load_problems=loaded.problems)
         self.samples = self._encode_all(records, loaded.source, on_bad_record)
         # records, not problems: one record can have several (a broken image that is also a duplicate)
-        self.skipped = len(loaded.problems) + len(report.bad_indices) + (len(records) - len(self.samples))
+        self.skipped = len(report.bad_indices) + (len(records) - len(self.samples))
         if self.skipped:
             print_log(f'{loaded.source}: skipped {self.skipped} bad record(s) (on_bad_record="skip"); '
                       'run `python tools/check_data.py` for the list', 'current', logging.WARNING)

@@ -43,9 +43,11 @@ def stretched_answers(data_dir: Path, chars: int) -> Path:
     records = json.loads((data_dir / 'train.json').read_text(encoding='utf-8'))
     for record in records:
         answer = record['conversations'][1]['value']
-        record['conversations'][1]['value'] = (answer * (chars // len(answer) + 1))[:chars]
+        record['conversations'][1]['value'] = (answer * (chars // max(len(answer), 1) + 1))[:chars]
     out = data_dir / f'train_answers_{chars}.json'
-    out.write_text(json.dumps(records, ensure_ascii=False), encoding='utf-8')
+    tmp = out.with_suffix('.json.tmp')
+    tmp.write_text(json.dumps(records, ensure_ascii=False), encoding='utf-8')
+    tmp.replace(out)
     return out
 
 
@@ -69,6 +71,7 @@ def main(argv=None) -> int:
     parser.add_argument('--root', default='work_dirs/bench')
     parser.add_argument('--epochs', type=int, default=1)
     parser.add_argument('--skip', type=int, default=3, help='warm-up iterations not timed')
+    parser.add_argument('--batch-size', type=int, default=4, help='per-device batch size')
     parser.add_argument('--out', help='write the summary JSON here too')
     parser.add_argument('--answer-chars', type=int, default=0,
                         help='stretch every answer to this many characters (truncated at max_length): the '
@@ -88,14 +91,16 @@ def main(argv=None) -> int:
                '--cfg-options', f'train_cfg.max_epochs={args.epochs}',
                'log_processor.window_size=1', 'default_hooks.logger.interval=1',
                'default_hooks.checkpoint.interval=100000', f'train_dataloader.dataset.data_path={data_path}',
+               f'train_dataloader.batch_size={args.batch_size}',
                *args.cfg_options]
+    logs_before = set(work_dir.glob('*/*.log'))
     started = time.time()
     code = subprocess.run(command, env=env).returncode
-    logs = sorted(work_dir.glob('*/*.log'))
+    logs = sorted(set(work_dir.glob('*/*.log')) - logs_before)  # this run's log only
     summary = dict(preset=args.preset, deepspeed=args.deepspeed, answer_chars=args.answer_chars, exit_code=code, wall_s=round(time.time() - started, 1),
                    prepare_s=paths['prepare_s'])
     if logs:
-        summary.update(summarize(logs[-1].read_text(encoding='utf-8'), args.skip, batch_size=4))
+        summary.update(summarize(logs[-1].read_text(encoding='utf-8'), args.skip, batch_size=args.batch_size))
     text = json.dumps(summary, indent=2)
     print(text)
     if args.out:

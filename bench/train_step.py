@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from xtuner_ext.boot import write_atomically
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {'internvl2-2b': 'internvl2_2b_qlora.py', 'tiny': 'internvl2_tiny_qlora.py'}
 ITER = re.compile(r'Iter\(train\) \[\s*(\d+)/\d+\].*?time: ([0-9.]+)\s+data_time: ([0-9.]+)(?:.*?memory: (\d+))?'
@@ -45,9 +47,7 @@ def stretched_answers(data_dir: Path, chars: int) -> Path:
         answer = record['conversations'][1]['value']
         record['conversations'][1]['value'] = (answer * (chars // max(len(answer), 1) + 1))[:chars]
     out = data_dir / f'train_answers_{chars}.json'
-    tmp = out.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps(records, ensure_ascii=False), encoding='utf-8')
-    tmp.replace(out)
+    write_atomically(out, json.dumps(records, ensure_ascii=False).encode('utf-8'))
     return out
 
 

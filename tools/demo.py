@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from xtuner_ext.boot import write_atomically
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'configs' / 'internvl' / 'internvl2_tiny_qlora.py'
 BIN = Path(sys.executable).parent
@@ -105,8 +107,7 @@ def main(argv=None) -> int:
 
     text = report(picks, before, after)
     answers = work_dir / 'answers.md'
-    answers.with_suffix('.md.tmp').write_text(text, encoding='utf-8')
-    answers.with_suffix('.md.tmp').replace(answers)
+    write_atomically(answers, text.encode('utf-8'))
     print('\n' + text)
     first, last = history[:10], history[-10:]
     print(f'checkpoint: {checkpoint}')

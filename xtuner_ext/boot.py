@@ -114,15 +114,18 @@ def register_atomic_backend(fileio) -> None:
 
     class AtomicLocalBackend(fileio.LocalBackend):
         def put(self, obj: bytes, filepath) -> None:
-            _write_atomically(str(filepath), obj)
+            write_atomically(str(filepath), obj)
 
         def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
-            _write_atomically(str(filepath), obj.encode(encoding))
+            write_atomically(str(filepath), obj.encode(encoding))
 
     fileio.register_backend('atomic_local', AtomicLocalBackend)
 
 
-def _write_atomically(path: str, data: bytes) -> None:
+def write_atomically(path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename it into place: a reader (or a
+    killed writer) sees the old file or the whole new one, never half of one."""
+    path = os.fspath(path)
     folder = os.path.dirname(path) or '.'
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f'.{os.path.basename(path)}.tmp-{os.getpid()}')

@@ -44,7 +44,7 @@ class InternVL2ConversationDataset(Dataset):
         self.template = config.template
         self.system_message = config.system_message
         self.num_image_token = config.num_image_token
-        self.image_size = config.force_image_size or config.vision.image_size
+        self.image_size = config.image_size
         self.min_tiles = config.min_dynamic_patch
         self.max_tiles = max_dynamic_patch or config.max_dynamic_patch
         self.use_thumbnail = config.use_thumbnail

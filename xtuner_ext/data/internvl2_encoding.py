@@ -56,8 +56,9 @@ def _pieces(turns, template: ChatTemplate, system_message: Optional[str], num_ti
 def encode_conversation(record: dict, tokenizer, num_tiles: int, num_image_token: int, max_length: int,
                         template: str = 'internlm2-chat', system_message: Optional[str] = None) -> EncodedSample:
     has_image = bool(record.get('image'))
-    pieces = _pieces(conversation_turns(record), get_template(template), system_message,
-                     num_tiles if has_image else 0, num_image_token, has_image)
+    num_tiles = num_tiles if has_image else 0
+    pieces = _pieces(conversation_turns(record), get_template(template), system_message, num_tiles,
+                     num_image_token, has_image)
     input_ids: List[int] = []
     labels: List[int] = []
     truncated = False
@@ -79,4 +80,4 @@ def encode_conversation(record: dict, tokenizer, num_tiles: int, num_image_token
         labels += [IGNORE_INDEX] * len(prompt_ids) + answer_ids
         if truncated:
             break
-    return EncodedSample(input_ids, labels, num_tiles if has_image else 0, truncated)
+    return EncodedSample(input_ids, labels, num_tiles, truncated)

@@ -15,9 +15,10 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from xtuner_ext.boot import write_atomically
 
 from .records import image_key
 
@@ -50,17 +51,8 @@ def split_by_image(records: Sequence[dict], heldout_fraction: float | None = Non
 
 
 def write_json_atomic(path: str | os.PathLike, data) -> None:
-    """Write JSON to a temporary file in the same folder, then ``os.replace`` it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write JSON through :func:`xtuner_ext.boot.write_atomically` (temporary file, then rename)."""
+    write_atomically(path, (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
 
 
 def file_sha256(path: str | os.PathLike) -> str:

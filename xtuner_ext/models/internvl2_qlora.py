@@ -246,7 +246,7 @@ class InternVL2QLoRA(BaseModel):
         cfg = self.model.config
         pixel_values = None
         if image is not None:
-            pixel_values = load_image(image, input_size=cfg.force_image_size or cfg.vision.image_size,
+            pixel_values = load_image(image, input_size=cfg.image_size,
                                       max_num=self.max_dynamic_patch or cfg.max_dynamic_patch,
                                       min_num=cfg.min_dynamic_patch,
                                       use_thumbnail=cfg.use_thumbnail)

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from xtuner_ext.boot import write_atomically
+from xtuner_ext.fileio import write_atomically
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {'internvl2-2b': 'internvl2_2b_qlora.py', 'tiny': 'internvl2_tiny_qlora.py'}

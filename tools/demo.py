@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from xtuner_ext.boot import write_atomically
+from xtuner_ext.fileio import write_atomically
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'configs' / 'internvl' / 'internvl2_tiny_qlora.py'

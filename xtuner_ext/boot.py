@@ -17,7 +17,9 @@ that runs a small patch right after a listed module finishes executing:
 - ``mmengine.fileio``: register the ``atomic_local`` file backend, so
   checkpoints are written to a temporary name and renamed into place.
 
-Stdlib only at module level; every patch is idempotent.
+Stdlib only at module level; every patch is idempotent. Helpers the patches call at run time
+(``write_atomically``, the checkpoint allow-list) live in plain modules (``fileio``,
+``safe_load``) and are imported when first used.
 """
 import importlib.abc
 import json
@@ -62,16 +64,6 @@ def add_cpu_bf16_query(_device_module) -> None:
             including_emulation or torch.cpu._is_avx512_bf16_supported())
 
 
-def mmengine_checkpoint_globals() -> list:
-    """The classes mmengine pickles into a checkpoint's ``meta`` (message hub):
-    ``HistoryBuffer`` with numpy arrays, and its statistics methods, which pickle
-    as ``getattr(HistoryBuffer, 'mean')``."""
-    import numpy as np
-    from mmengine.logging import HistoryBuffer
-    return [HistoryBuffer, getattr, np.ndarray, np.dtype, np._core.multiarray._reconstruct,
-            np._core.multiarray.scalar, *{type(np.dtype(t)) for t in np.typecodes['All']}]
-
-
 def _loading_mmengine_globals(load):
     import functools
 
@@ -79,6 +71,8 @@ def _loading_mmengine_globals(load):
 
     @functools.wraps(load)
     def wrapper(*args, **kwargs):
+        from xtuner_ext.safe_load import mmengine_checkpoint_globals  # imported when first needed
+
         with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
             return load(*args, **kwargs)
     return wrapper
@@ -114,30 +108,13 @@ def register_atomic_backend(fileio) -> None:
 
     class AtomicLocalBackend(fileio.LocalBackend):
         def put(self, obj: bytes, filepath) -> None:
+            from xtuner_ext.fileio import write_atomically  # imported when first needed
             write_atomically(str(filepath), obj)
 
         def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
-            write_atomically(str(filepath), obj.encode(encoding))
+            self.put(obj.encode(encoding), filepath)
 
     fileio.register_backend('atomic_local', AtomicLocalBackend)
-
-
-def write_atomically(path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it into place: a reader (or a
-    killed writer) sees the old file or the whole new one, never half of one."""
-    path = os.fspath(path)
-    folder = os.path.dirname(path) or '.'
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f'.{os.path.basename(path)}.tmp-{os.getpid()}')
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 POST_IMPORT_PATCHES = {

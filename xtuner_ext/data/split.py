@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from xtuner_ext.boot import write_atomically
+from xtuner_ext.fileio import write_atomically
 
 from .records import image_key
 
@@ -51,7 +51,7 @@ def split_by_image(records: Sequence[dict], heldout_fraction: float | None = Non
 
 
 def write_json_atomic(path: str | os.PathLike, data) -> None:
-    """Write JSON through :func:`xtuner_ext.boot.write_atomically` (temporary file, then rename)."""
+    """Write JSON through :func:`xtuner_ext.fileio.write_atomically` (temporary file, then rename)."""
     write_atomically(path, (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import nn
 
-from xtuner_ext.boot import mmengine_checkpoint_globals
+from xtuner_ext.safe_load import mmengine_checkpoint_globals
 from xtuner_ext.models.internvl2 import InternVLChatModel, load_image, load_tokenizer
 from xtuner_ext.models.quantization import QuantizationSettings, quantize_linear_layers
 

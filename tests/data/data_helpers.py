@@ -8,7 +8,7 @@ from PIL import Image
 
 from xtuner_ext.data.records import CLOT_HUMAN_VALUE
 
-TINY_MODEL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "internvl2_tiny"
+TINY_MODEL = Path(__file__).resolve().parents[1] / "fixtures" / "internvl2_tiny"
 
 
 def write_image(path: Path, size=(32, 24), mode="RGB", fmt=None, colour=None) -> Path:

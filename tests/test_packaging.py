@@ -37,11 +37,16 @@ def test_stock_list_cfg_shows_every_shipped_config():
     assert listed_names(result.stdout) == set(boot.shipped_configs()), result.stdout + result.stderr
 
 
-def test_stock_copy_cfg_by_name(tmp_path):
-    name, source = sorted(boot.shipped_configs().items())[0]
+@pytest.mark.parametrize('name', sorted(boot.shipped_configs()))
+def test_stock_copy_cfg_by_name_copies_a_loadable_config(name, tmp_path):
+    """A config that inherits (``_base_``) arrives with its bases, so the copy loads on its own."""
+    from mmengine.config import Config
+
+    source = boot.shipped_configs()[name]
     run(BIN / 'xtuner', 'copy-cfg', name, tmp_path)
     copied = tmp_path / (Path(source).stem + '_copy.py')
     assert copied.read_bytes() == Path(source).read_bytes()
+    assert Config.fromfile(str(copied)).to_dict() == Config.fromfile(source).to_dict()
 
 
 def test_xtuner_ext_cli_returns_the_tool_exit_code(tmp_path):

@@ -8,7 +8,8 @@ in torch for every Python process). It only installs a ``sys.meta_path`` finder
 that runs a small patch right after a listed module finishes executing:
 
 - ``xtuner.configs``: add the shipped configs (``configs/index.json``) to
-  ``cfgs_name_path``, so ``xtuner list-cfg/copy-cfg/train`` know them by name;
+  ``cfgs_name_path``, so ``xtuner list-cfg/copy-cfg/train`` know them by name
+  (and under ``copy-cfg``, copy the files a config inherits, ``_base_``, beside the copy);
 - ``xtuner.utils.device``: give ``torch.cpu`` the ``is_bf16_supported()`` query
   that XTuner's model builders call on CPU-only machines;
 - ``mmengine.runner.checkpoint`` and ``xtuner.tools.utils``: allow the few
@@ -54,6 +55,8 @@ def shipped_configs() -> dict:
 
 def add_shipped_configs(xtuner_configs) -> None:
     xtuner_configs.cfgs_name_path.update(shipped_configs())
+    if os.path.basename(sys.argv[0] if sys.argv else '') == 'copy_cfg.py':
+        copy_config_bases_at_exit()
 
 
 def add_cpu_bf16_query(_device_module) -> None:
@@ -115,6 +118,36 @@ def register_atomic_backend(fileio) -> None:
             self.put(obj.encode(encoding), filepath)
 
     fileio.register_backend('atomic_local', AtomicLocalBackend)
+
+
+def copy_config_bases_at_exit() -> None:
+    """``xtuner copy-cfg NAME DIR`` (run as a script, so no import hook reaches it) copies one file;
+    our configs inherit (``_base_``), so the files they inherit from are copied beside it at exit."""
+    import atexit
+    args = [a for a in sys.argv[1:] if not a.startswith('-')]
+    if len(args) != 2:
+        return
+    source = shipped_configs().get(args[0])
+    if source:
+        atexit.register(lambda: os.path.isdir(args[1]) and copy_bases(source, args[1]))
+
+
+def copy_bases(config_path: str, save_dir: str) -> None:
+    """Copy the ``_base_`` files ``config_path`` names (relative paths, recursively) into ``save_dir``."""
+    import ast
+    import shutil
+    with open(config_path, encoding='utf-8') as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', '') == '_base_' for t in node.targets):
+            bases = ast.literal_eval(node.value)
+            for base in [bases] if isinstance(bases, str) else bases:
+                source = os.path.join(os.path.dirname(config_path), base)
+                target = os.path.join(save_dir, base)
+                if not os.path.exists(target):
+                    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+                    shutil.copyfile(source, target)
+                    copy_bases(source, os.path.dirname(os.path.abspath(target)))
 
 
 POST_IMPORT_PATCHES = {

@@ -11,6 +11,7 @@ REGISTERED = {
     'MODELS': ['xtuner_ext.models.internvl2_qlora.InternVL2QLoRA'],
     'DATASETS': ['xtuner_ext.data.internvl2_dataset.InternVL2ConversationDataset'],
     'HOOKS': ['xtuner_ext.engine.random_state_hook.RandomStateHook'],
+    'LOOPS': ['xtuner_ext.engine.train_loop.CappedTrainLoop'],
     'FUNCTIONS': ['xtuner_ext.data.internvl2_dataset.internvl2_collate_fn'],
     'MAP_FUNC': [
         'xtuner_ext.data.map_fns.clot_map_fn',
@@ -24,9 +25,10 @@ REGISTERED = {
 
 
 def _registries():
-    from mmengine.registry import DATASETS, FUNCTIONS, HOOKS, MODELS
+    from mmengine.registry import DATASETS, FUNCTIONS, HOOKS, LOOPS, MODELS
     from xtuner.registry import MAP_FUNC
-    return {'MODELS': MODELS, 'DATASETS': DATASETS, 'HOOKS': HOOKS, 'FUNCTIONS': FUNCTIONS, 'MAP_FUNC': MAP_FUNC}
+    return {'MODELS': MODELS, 'DATASETS': DATASETS, 'HOOKS': HOOKS, 'LOOPS': LOOPS, 'FUNCTIONS': FUNCTIONS,
+            'MAP_FUNC': MAP_FUNC}
 
 
 def resolve(dotted: str):

@@ -25,7 +25,9 @@ data_root = '{{$XTUNER_EXT_DATA_ROOT:./data/CLoT_cn_2000}}'
 data_path = data_root  # the CLoT folder: ex_cn.json there (or one folder up) + ex_images/
 image_folder = data_root
 max_length = 6656  # tutorial value: 7 tiles x 256 image tokens + prompt + answer fit easily
-max_dynamic_patch = 6  # tutorial value (the model config allows 12)
+# Tiling and prompt overrides, declared once: the model (chat) and the dataset build the same
+# InternVL2Processor from them. None / absent keys keep the model folder's config.json values.
+processor = dict(max_dynamic_patch=6)  # tutorial value (InternVL2-2B's config.json allows 12)
 
 batch_size = 4  # per device
 accumulative_counts = 4  # 16 samples per optimizer step on one GPU
@@ -64,7 +66,7 @@ model = dict(
     visual_encoder_lora=None,  # e.g. dict(r=64, lora_alpha=16, target_modules=['attn.qkv', 'attn.proj',
     #                                      'mlp.fc1', 'mlp.fc2'])
     gradient_checkpointing=True,
-    max_dynamic_patch=max_dynamic_patch,  # chat() tiles images as training does
+    processor=processor,  # chat() tiles and prompts as training does
     generation_config=dict(max_new_tokens=128, do_sample=False),
 )
 
@@ -77,7 +79,7 @@ train_dataset = dict(
     data_path=data_path,
     image_folder=image_folder,
     max_length=max_length,
-    max_dynamic_patch=max_dynamic_patch,
+    processor=processor,
     on_bad_record='skip',  # counted in the log; use 'error' to stop at the first bad record
 )
 
@@ -109,7 +111,8 @@ param_scheduler = [
          end=max_epochs, convert_to_iter_based=True),
 ]
 
-train_cfg = dict(type='xtuner.engine.runner.TrainLoop', max_epochs=max_epochs)
+# A short smoke test: --cfg-options train_cfg.iter_cap=3 (the schedule is squeezed to fit)
+train_cfg = dict(type='CappedTrainLoop', max_epochs=max_epochs, iter_cap=None)
 
 #######################################################################
 #                           PART 5  Runtime                           #

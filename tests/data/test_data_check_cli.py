@@ -93,7 +93,7 @@ def test_json_copied_one_folder_up_is_explained(tmp_path, capsys):
 
 def test_bad_model_folder_is_a_usage_error(tmp_path, sample_dir, capsys):
     assert main(["--data", str(sample_dir), "--model", str(tmp_path)]) == 2
-    assert "config.json not found" in capsys.readouterr().err
+    assert "has no config.json" in capsys.readouterr().err
 
 
 def test_max_length_without_model_says_budget_not_checked(sample_dir, capsys):

@@ -149,12 +149,11 @@ def test_select_usable_records_skip_and_error(tmp_path):
 
 
 def test_token_budget_and_would_truncate(tmp_path, tiny_model):
-    pytest.importorskip("xtuner_ext.models.internvl2.conversation")
-    from xtuner_ext.data.budget import TokenBudget
+    from xtuner_ext.models.internvl2 import InternVL2Processor
 
     write_image(tmp_path / "wide.jpg", size=(896, 448))  # a 2x1 grid + thumbnail = 3 tiles
     write_image(tmp_path / "square.jpg", size=(100, 100))  # 1 tile, no thumbnail
-    budget = TokenBudget.from_model_dir(tiny_model)
+    budget = InternVL2Processor.from_pretrained(tiny_model)
     assert budget.num_image_token == 256
     records = [clot_record("wide.jpg"), clot_record("square.jpg", "另一个梗")]
     report = validate_records(records, str(tmp_path), max_length=600, budget=budget)

@@ -146,3 +146,12 @@ def test_train_by_registered_name(embedded, tmp_path):
          f'train_dataloader.dataset.data_path={data_path}', 'train_dataloader.dataset.repeat_times=2',
          'train_cfg.max_epochs=3', 'default_hooks.checkpoint.interval=6'], env=env, capture_output=True, text=True)
     assert (work_dir / 'iter_6.pth').is_file(), result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_iter_cap_makes_a_short_run_in_one_option(embedded, tmp_path):
+    """`--cfg-options train_cfg.iter_cap=3`: three iterations, a final checkpoint, no scheduler error."""
+    env, _ = embedded
+    result = subprocess.run([str(XTUNER), 'train', str(CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
+                             'train_cfg.iter_cap=3'], env=env, capture_output=True, text=True)
+    assert (tmp_path / 'iter_3.pth').is_file(), result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(losses(tmp_path)) == [1, 2, 3]

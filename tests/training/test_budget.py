@@ -1,4 +1,4 @@
-"""The preflight token budget counts exactly what training encodes."""
+"""The preflight token count (the processor's count_tokens) is exactly what training encodes."""
 import json
 import shutil
 from pathlib import Path
@@ -7,9 +7,8 @@ import pytest
 from PIL import Image
 
 from xtuner_ext.data.internvl2_dataset import InternVL2ConversationDataset
-
-from xtuner_ext.data.budget import TokenBudget
 from xtuner_ext.data.loaders import load_any
+from xtuner_ext.models.internvl2 import InternVL2Processor
 
 
 @pytest.fixture(scope='module')
@@ -34,12 +33,12 @@ def test_budget_uses_the_model_system_message(model_with_system_message, sample_
 
 
 def check_budget(model_dir, sample_dir, train_dataset):
-    budget = TokenBudget.from_model_dir(model_dir)
+    budget = InternVL2Processor.from_pretrained(model_dir)
     loaded = load_any(str(sample_dir / 'train.json'), str(sample_dir), 'auto')
     assert len(loaded.records) == len(train_dataset)
     for record, sample in zip(loaded.records, train_dataset.samples):
         with Image.open(sample['image']) as image:
-            tiles, image_tokens, text_tokens = budget.count(record, image.size)
+            tiles, image_tokens, text_tokens = budget.count_tokens(record, image.size)
         assert tiles == sample['num_tiles']
         assert image_tokens == tiles * budget.num_image_token
         assert image_tokens + text_tokens == len(sample['input_ids'])
@@ -51,4 +50,4 @@ def test_budget_multi_turn_and_text_only(tiny_model_dir, tmp_path):
                                    {'from': 'gpt', 'value': '程序员看到这段代码，默默地关上了电脑。'}])]
     (tmp_path / 'd.json').write_text(json.dumps(records, ensure_ascii=False), encoding='utf-8')
     ds = InternVL2ConversationDataset(str(tiny_model_dir), str(tmp_path / 'd.json'), max_length=512)
-    assert TokenBudget.from_model_dir(tiny_model_dir).count(records[0], None) == (0, 0, len(ds.samples[0]['input_ids']))
+    assert InternVL2Processor.from_pretrained(tiny_model_dir).count_tokens(records[0], None) == (0, 0, len(ds.samples[0]['input_ids']))

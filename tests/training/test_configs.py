@@ -169,7 +169,7 @@ def test_config_dataset_builds_on_sample_data(name, monkeypatch, tiny_model_dir,
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     assert len(dataset) in (40, 48) and dataset.skipped == 0
     assert max(dataset.length) <= cfg.max_length
-    assert dataset.max_tiles == cfg.max_dynamic_patch
+    assert dataset.processor.tiling.max_dynamic_patch == cfg.processor['max_dynamic_patch']
     collate = FUNCTIONS.get(cfg.train_dataloader.collate_fn['type'])
     assert collate([dataset[0]])['data']['input_ids'].shape[0] == 1
 

@@ -54,7 +54,7 @@ def test_tiles_match_official_tiling_and_image_tokens(train_dataset, model_confi
 
 def test_max_dynamic_patch_override(tiny_model_dir, sample_dir, model_config):
     ds = InternVL2ConversationDataset(str(tiny_model_dir), str(sample_dir / 'train.json'), max_length=4096,
-                                      image_folder=str(sample_dir), max_dynamic_patch=6)
+                                      image_folder=str(sample_dir), processor=dict(max_dynamic_patch=6))
     for sample in ds.samples[:8]:
         with Image.open(sample['image']) as image:
             assert sample['num_tiles'] == official_num_tiles(*image.size, 1, 6)

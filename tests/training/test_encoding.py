@@ -1,9 +1,8 @@
-"""encode_conversation: training tokens = chat() prompt + learned answer, truncation rules."""
+"""InternVL2Processor.encode: training tokens = chat() prompt + learned answer, truncation rules."""
 import pytest
 
 from training_helpers import IGNORE, label_runs
-from xtuner_ext.data.internvl2_encoding import SampleTooLongError, encode_conversation
-from xtuner_ext.models.internvl2 import build_chat_prompt
+from xtuner_ext.models.internvl2 import InternVL2Processor, SampleTooLongError, build_chat_prompt
 
 QUESTION = '<image>\n请你根据这张图片，讲一个脑洞大开的梗'
 ANSWER = '太阳：我每天准时上班，你们却只会说我晒。'
@@ -23,8 +22,7 @@ def record(*turns, image='x.jpg'):
 
 
 def encode(rec, tokenizer, model_config, tiles=3, max_length=4096):
-    return encode_conversation(rec, tokenizer, tiles, model_config.num_image_token, max_length, model_config.template,
-                               model_config.system_message)
+    return InternVL2Processor(tokenizer, model_config).encode(rec, tiles, max_length)
 
 
 def img_context_count(ids, tokenizer):

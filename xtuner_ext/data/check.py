@@ -2,6 +2,11 @@
 
     python tools/check_data.py CONFIG
     python tools/check_data.py --data FILE_OR_FOLDER --image-folder DIR [--model DIR] [--max-length N]
+        [--max-dynamic-patch N] [--min-dynamic-patch N] [--[no-]dynamic-image-size] [--[no-]use-thumbnail]
+
+With a model folder, tiles and tokens are counted by the model's processor (the object training
+encodes with), so the preflight count is the training count. The tiling options are the
+processor overrides a config gives its dataset (``processor=dict(max_dynamic_patch=6)``).
 
 Prints counts by task type, tiles and token budget against max_length, every problem record as
 ``file:index: code: reason``, and a final ``checked N records: U usable, B with problems`` line.
@@ -25,11 +30,14 @@ class UsageError(Exception):
     """Bad arguments or an unusable config/model/data file: exit status 2."""
 
 
-def settings_from_config(config_path: str) -> dict:
-    """Read ``data_path``, ``image_folder``, the model path and ``max_length`` from an mmengine config.
+TILING_KEYS = ("dynamic_image_size", "min_dynamic_patch", "max_dynamic_patch", "use_thumbnail")
 
-    Only plain values are read (configs are lazy-import files; nothing is built). The model path is
-    ``path`` or ``model_path``. Missing keys come back as None.
+
+def settings_from_config(config_path: str) -> dict:
+    """What the config's training dataset reads: data, image folder, model path, ``max_length`` and
+    the processor overrides (``train_dataloader.dataset``, else the top-level variables).
+
+    Nothing is built. The model path is ``model_path`` (or ``path``). Missing keys come back as None.
     """
     if not os.path.isfile(config_path):
         raise UsageError(f"config file not found: {config_path}")
@@ -39,18 +47,20 @@ def settings_from_config(config_path: str) -> dict:
         cfg = Config.fromfile(config_path)
     except Exception as err:  # mmengine raises many kinds (SyntaxError, ImportError, ...); all are usage errors here
         raise UsageError(f"cannot read config {config_path}: {type(err).__name__}: {err}") from err
+    dataset = cfg.get("train_dataloader", {}).get("dataset", {}) or {}
 
-    def plain(key):
-        value = cfg.get(key, None)
-        return value if isinstance(value, (str, int, float, list, tuple)) or value is None else None
+    def plain(key, *aliases):
+        for name in (key, *aliases):
+            value = dataset.get(name, cfg.get(name, None))
+            if isinstance(value, (str, int, float, list, tuple)):
+                return value
+        return None
 
-    return {
-        "data": plain("data_path"),
-        "image_folder": plain("image_folder"),
-        "model": plain("path") or plain("model_path"),
-        "max_length": plain("max_length"),
-        "max_dynamic_patch": plain("max_dynamic_patch"),
-    }
+    processor = dict(dataset.get("processor", None) or cfg.get("processor", None) or {})
+    settings = {"data": plain("data_path"), "image_folder": plain("image_folder"),
+                "model": plain("model_path", "path"), "max_length": plain("max_length")}
+    settings.update({key: processor.get(key) for key in TILING_KEYS})
+    return settings
 
 
 def _pairs(data, image_folder) -> list[tuple[str, str | None]]:
@@ -71,24 +81,25 @@ def _missing_data_hint(data: str) -> str:
     return ""
 
 
-def _load_budget(model: str | None, max_length, max_dynamic_patch=None):
+def _load_budget(model: str | None, max_length, tiling: dict | None = None):
+    """The model's processor, which counts tiles and tokens exactly as training encodes them."""
     if model is None:
         if max_length is not None:
-            print("note: max_length given but no model folder (--model, or `path` in the config); "
+            print("note: max_length given but no model folder (--model, or `model_path` in the config); "
                   "tiles and token budget not checked")
         return None
-    from .budget import TokenBudget
+    from xtuner_ext.models.internvl2 import InternVL2Processor  # the CLI glue: data/ itself stays model-agnostic
 
     try:
-        return TokenBudget.from_model_dir(model, max_dynamic_patch)
+        return InternVL2Processor.from_pretrained(model, **(tiling or {}))
     except (OSError, ValueError, ImportError) as err:
         raise UsageError(f"cannot load the model folder {model} for the token budget: {err}") from err
 
 
 def run_check(data, image_folder, model=None, max_length=None, data_format="auto", per_sample=None, out=None,
-              max_dynamic_patch=None) -> int:
+              tiling: dict | None = None) -> int:
     out = out or sys.stdout
-    budget = _load_budget(model, max_length, max_dynamic_patch)
+    budget = _load_budget(model, max_length, tiling)
     status = EXIT_OK
     for data_path, folder in _pairs(data, image_folder):
         if not os.path.exists(data_path):
@@ -114,13 +125,19 @@ def run_check(data, image_folder, model=None, max_length=None, data_format="auto
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/check_data.py", description="Preflight check of training data.",
                                      epilog="exit status: 0 all usable, 1 problems found, 2 usage or file error")
-    parser.add_argument("config", nargs="?", help="an xtuner/mmengine config with data_path, image_folder, path, max_length")
+    parser.add_argument("config", nargs="?", help="an xtuner/mmengine config: its training dataset's data, model, "
+                        "max_length and processor overrides are checked")
     parser.add_argument("--data", help="CLoT folder, ex_cn.json, Oogiri-GO jsonl, or conversation json/jsonl")
     parser.add_argument("--image-folder", help="folder the records' image paths are relative to")
     parser.add_argument("--model", help="InternVL2 model folder (config.json + tokenizer) for tiles and token budget")
     parser.add_argument("--max-length", type=int, help="training max_length to check the token budget against")
-    parser.add_argument("--max-dynamic-patch", type=int, help="tile limit used in training (default: the config's, "
-                        "else the model's)")
+    parser.add_argument("--max-dynamic-patch", type=int, help="tile limit used in training (default: the config's "
+                        "processor override, else the model's config.json)")
+    parser.add_argument("--min-dynamic-patch", type=int, help="minimum tiles (default: as --max-dynamic-patch)")
+    parser.add_argument("--dynamic-image-size", action=argparse.BooleanOptionalAction, default=None,
+                        help="tile images dynamically (default: as --max-dynamic-patch); off = one tile per image")
+    parser.add_argument("--use-thumbnail", action=argparse.BooleanOptionalAction, default=None,
+                        help="add a thumbnail tile to multi-tile images (default: as --max-dynamic-patch)")
     parser.add_argument("--format", default="auto", choices=["auto", "clot", "oogiri", "conversations"])
     table = parser.add_mutually_exclusive_group()
     table.add_argument("--per-sample", dest="per_sample", action="store_true", default=None,
@@ -131,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
     try:
-        settings = {"data": None, "image_folder": None, "model": None, "max_length": None, "max_dynamic_patch": None}
+        settings = dict.fromkeys(("data", "image_folder", "model", "max_length") + TILING_KEYS)
         if args.config:
             settings = settings_from_config(args.config)
         for key in settings:
@@ -141,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             where = f"config {args.config} has no `data_path`; " if args.config else ""
             raise UsageError(f"{where}give a CONFIG or --data FILE")
         return run_check(settings["data"], settings["image_folder"], settings["model"], settings["max_length"],
-                         args.format, args.per_sample, max_dynamic_patch=settings["max_dynamic_patch"])
+                         args.format, args.per_sample, tiling={key: settings[key] for key in TILING_KEYS})
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

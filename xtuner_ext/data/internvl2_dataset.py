@@ -2,8 +2,8 @@
 
 Records come from any layout the loaders know (CLoT folder, Oogiri-GO jsonl, InternVL/LLaVA
 json/jsonl), are validated once up front (a bad record stops training or is skipped and counted,
-as ``on_bad_record`` says; never swapped for another), and are encoded with the prompt that
-``chat()`` builds. Tiling settings come from the model's ``config.json``.
+as ``on_bad_record`` says; never swapped for another), and are tiled and encoded by the model's
+:class:`InternVL2Processor`, the same object ``chat()`` and the preflight check use.
 """
 from __future__ import annotations
 
@@ -16,40 +16,31 @@ from mmengine.logging import print_log
 from PIL import Image
 from torch.utils.data import Dataset
 
-from xtuner_ext.data.internvl2_encoding import IGNORE_INDEX, SampleTooLongError, encode_conversation
 from xtuner_ext.data.loaders import load_any
 from xtuner_ext.data.validate import BadRecordError, resolve_image_path, select_usable_records
-from xtuner_ext.models.internvl2 import InternVLChatConfig, build_transform, dynamic_preprocess, load_tokenizer
-from xtuner_ext.models.internvl2.image_processing import num_tiles_for_size
+from xtuner_ext.models.internvl2 import IGNORE_INDEX, InternVL2Processor, SampleTooLongError
 
 
 class InternVL2ConversationDataset(Dataset):
     """Args:
-        model_path: the InternVL2 folder whose tokenizer and tiling settings to use.
+        model_path: the InternVL2 folder whose tokenizer, template and tiling settings to use.
         data_path: a CLoT folder / ``ex_cn.json``, an Oogiri-GO jsonl or a conversation json/jsonl.
         image_folder: the folder image paths are relative to (a CLoT folder knows its own).
         max_length: token budget per sample; image tokens are never truncated.
-        max_dynamic_patch: overrides the model config's tile limit (the tutorial uses 6).
+        processor: overrides for the :class:`InternVL2Processor`, e.g. ``dict(max_dynamic_patch=6)``
+            (the tutorial's tile limit); configs give the model the same dict.
         on_bad_record: ``'error'`` stops at load time, ``'skip'`` drops bad records with a count.
         repeat_times: whole passes over the data per epoch (an int).
     """
 
     def __init__(self, model_path: str, data_path: str, max_length: int, image_folder: Optional[str] = None,
-                 max_dynamic_patch: Optional[int] = None, data_format: str = 'auto', on_bad_record: str = 'error',
+                 processor: Optional[dict] = None, data_format: str = 'auto', on_bad_record: str = 'error',
                  repeat_times: int = 1):
         if int(repeat_times) != repeat_times or repeat_times < 1:
             raise ValueError(f'repeat_times must be a whole number >= 1, got {repeat_times}')
-        config = InternVLChatConfig.from_pretrained(model_path)
-        self.tokenizer = load_tokenizer(model_path)
-        self.template = config.template
-        self.system_message = config.system_message
-        self.num_image_token = config.num_image_token
-        self.image_size = config.image_size
-        self.min_tiles = config.min_dynamic_patch
-        self.max_tiles = max_dynamic_patch or config.max_dynamic_patch
-        self.use_thumbnail = config.use_thumbnail
+        self.processor = InternVL2Processor.from_pretrained(model_path, **(processor or {}))
+        self.tokenizer = self.processor.tokenizer
         self.max_length = max_length
-        self.transform = build_transform(self.image_size)
 
         loaded = load_any(str(data_path), image_folder, data_format)
         self.image_folder = loaded.image_folder
@@ -72,8 +63,7 @@ class InternVL2ConversationDataset(Dataset):
 
     def _num_tiles(self, image_path: str) -> int:
         with Image.open(image_path) as image:
-            width, height = image.size
-        return num_tiles_for_size(width, height, self.min_tiles, self.max_tiles, self.image_size, self.use_thumbnail)
+            return self.processor.num_tiles(image.size)
 
     def _encode_all(self, records: List[dict], source: str, on_bad_record: str) -> List[dict]:
         samples = []
@@ -83,8 +73,7 @@ class InternVL2ConversationDataset(Dataset):
                 image_path, _ = resolve_image_path(record['image'], self.image_folder)
             try:
                 tiles = self._num_tiles(image_path) if image_path else 0
-                encoded = encode_conversation(record, self.tokenizer, tiles, self.num_image_token, self.max_length,
-                                              self.template, self.system_message)
+                encoded = self.processor.encode(record, tiles, self.max_length)
             except SampleTooLongError as err:
                 if on_bad_record == 'error':
                     raise BadRecordError(f'{source}:{record.get("source_index")}: would_truncate: {err}') from None
@@ -109,13 +98,11 @@ class InternVL2ConversationDataset(Dataset):
         sample = self.samples[index]
         item = dict(input_ids=torch.tensor(sample['input_ids']), labels=torch.tensor(sample['labels']))
         if sample['image']:
-            with Image.open(sample['image']) as image:
-                tiles = dynamic_preprocess(image.convert('RGB'), self.min_tiles, self.max_tiles, self.image_size,
-                                           self.use_thumbnail)
-            if len(tiles) != sample['num_tiles']:
+            pixel_values = self.processor.pixel_values(sample['image'])
+            if len(pixel_values) != sample['num_tiles']:
                 raise RuntimeError(f'{sample["image"]} changed on disk since the dataset was built '
-                                   f'({len(tiles)} tiles now, {sample["num_tiles"]} then)')
-            item['pixel_values'] = torch.stack([self.transform(tile) for tile in tiles])
+                                   f'({len(pixel_values)} tiles now, {sample["num_tiles"]} then)')
+            item['pixel_values'] = pixel_values
         return item
 
 

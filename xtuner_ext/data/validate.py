@@ -203,7 +203,7 @@ def _check(record, index: int, image_folder: str | None, check_image: bool, budg
                 return problems + [(err.code, err.message)], info
             info.image_size, info.mode = (image_info.width, image_info.height), image_info.mode
     if budget is not None and not problems:
-        info.tiles, info.image_tokens, info.text_tokens = budget.count(record, info.image_size)
+        info.tiles, info.image_tokens, info.text_tokens = budget.count_tokens(record, info.image_size)
         if max_length is not None and info.total_tokens > max_length:
             problems.append(("would_truncate", f"{info.total_tokens} tokens ({info.tiles} tiles x {budget.num_image_token} "
                              f"image + {info.text_tokens} text) > max_length {max_length}; raise max_length, "
@@ -216,7 +216,7 @@ def check_record(record, index: int, image_folder: str | None, *, check_image: b
     """Problems that make one record unusable (empty list: usable). Never raises on bad data.
 
     ``check_image=False`` skips decoding the image (existence and path checks still run).
-    ``budget`` (a :class:`~xtuner_ext.data.budget.TokenBudget`) with ``max_length`` adds ``would_truncate``.
+    ``budget`` (the model's processor, see :func:`validate_records`) with ``max_length`` adds ``would_truncate``.
     """
     problems, _ = _check(record, index, image_folder, check_image, budget, max_length)
     return [Problem(index, code, message, source) for code, message in problems]
@@ -327,20 +327,17 @@ def _source_indices(records: list) -> list[int]:
     return [r.get("source_index", i) if isinstance(r, dict) else i for i, r in enumerate(records)]
 
 
-def validate_records(records: list, image_folder: str | None, max_length: int | None = None, tokenizer=None,
-                     model_config=None, *, budget=None, source: str | None = None, check_image: bool = True,
+def validate_records(records: list, image_folder: str | None, max_length: int | None = None, *, budget=None,
+                     source: str | None = None, check_image: bool = True,
                      load_problems: list[Problem] | None = None) -> Report:
     """Check every record (see the module doc for the codes) and return a :class:`Report`.
 
     Problems name the record's ``source_index`` when it has one (its position in the file it was
     loaded from), else its position in ``records``. The token budget is computed when ``budget`` is
-    given, or when both ``tokenizer`` and ``model_config`` are (see :class:`TokenBudget`).
+    given: the model's processor (``count_tokens(record, image_size)`` and ``num_image_token``; for
+    InternVL2 :class:`~xtuner_ext.models.internvl2.InternVL2Processor`), so it counts what training encodes.
     ``load_problems`` (records a loader could not parse) are counted in the same report.
     """
-    if budget is None and tokenizer is not None and model_config is not None:
-        from .budget import TokenBudget
-
-        budget = TokenBudget(tokenizer, model_config)
     indices = _source_indices(records)
     report = Report(source, len(records) + len(load_problems or []), list(load_problems or []), max_length=max_length)
     for record, index in zip(records, indices):

@@ -17,7 +17,7 @@ from mmengine.model import BaseModel
 from torch import nn
 
 from xtuner_ext.safe_load import mmengine_checkpoint_globals
-from xtuner_ext.models.internvl2 import InternVLChatModel, load_image, load_tokenizer
+from xtuner_ext.models.internvl2 import InternVL2Processor, InternVLChatModel
 from xtuner_ext.models.quantization import QuantizationSettings, quantize_linear_layers
 
 IGNORE_INDEX = -100
@@ -80,8 +80,9 @@ class InternVL2QLoRA(BaseModel):
         gradient_checkpointing: recompute ViT and LLM layers in backward.
         pretrained_pth: a trainable-state checkpoint of this model to start from (strict).
         generation_config: used by ``mode='predict'`` and :meth:`chat` (greedy by default).
-        max_dynamic_patch: tile limit for :meth:`chat`; give it the dataset's value so answers are
-            asked the way training saw images (``None``: the model config's).
+        processor: overrides for the :class:`InternVL2Processor` (tiling, system message), e.g.
+            ``dict(max_dynamic_patch=6)``; configs give the dataset the same dict, so :meth:`chat`
+            sees images the way training did.
     """
 
     def __init__(self, model_path: str, freeze_llm: bool = True, freeze_visual_encoder: bool = True,
@@ -89,7 +90,7 @@ class InternVL2QLoRA(BaseModel):
                  quantization_vit: Optional[dict] = None, llm_lora=None, visual_encoder_lora=None,
                  torch_dtype: DtypeLike = 'auto', gradient_checkpointing: bool = True,
                  pretrained_pth: Optional[str] = None, generation_config: Optional[dict] = None,
-                 max_dynamic_patch: Optional[int] = None, data_preprocessor: Optional[dict] = None):
+                 processor: Optional[dict] = None, data_preprocessor: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor)
         if quantization_llm and not llm_lora and not freeze_llm:
             raise ValueError('quantization_llm needs freeze_llm=True or llm_lora: 4-bit weights cannot train')
@@ -97,13 +98,13 @@ class InternVL2QLoRA(BaseModel):
             raise ValueError('quantization_vit needs freeze_visual_encoder=True or visual_encoder_lora')
         self.model_path = model_path
         self.generation_config = dict(generation_config or dict(max_new_tokens=64, do_sample=False))
-        self.max_dynamic_patch = max_dynamic_patch
         device = default_device()
         dtype = resolve_dtype(torch_dtype, device)
 
         self.model = InternVLChatModel.from_pretrained(model_path, torch_dtype=dtype, device='cpu')
-        self.tokenizer = load_tokenizer(model_path)
-        self.model.img_context_token_id = self.tokenizer.convert_tokens_to_ids('<IMG_CONTEXT>')
+        self.processor = InternVL2Processor.from_pretrained(model_path, **(processor or {}))
+        self.tokenizer = self.processor.tokenizer
+        self.model.img_context_token_id = self.processor.img_context_token_id
         self._quantize(quantization_llm, quantization_vit, device)
         self.model.to(device)
         if llm_lora:
@@ -240,24 +241,21 @@ class InternVL2QLoRA(BaseModel):
 
     # ---- generation ----
     @torch.no_grad()
-    def chat(self, image: Union[str, 'PIL.Image.Image', None], question: str,
+    def chat(self, image: Union[str, 'PIL.Image.Image', None], question: str, history: Optional[list] = None,
              generation_config: Optional[dict] = None) -> str:
-        """One greedy (by default) chat turn with the official prompt, tiled like the training data."""
-        cfg = self.model.config
+        """One chat turn (greedy by default) with the official prompt, the image tiled as in training.
+        ``history``: earlier (question, answer) pairs of the same conversation."""
         pixel_values = None
         if image is not None:
-            pixel_values = load_image(image, input_size=cfg.image_size,
-                                      max_num=self.max_dynamic_patch or cfg.max_dynamic_patch,
-                                      min_num=cfg.min_dynamic_patch,
-                                      use_thumbnail=cfg.use_thumbnail)
-            pixel_values = self._pixels(pixel_values.to(self.model.device))
+            pixel_values = self._pixels(self.processor.pixel_values(image).to(self.model.device))
+        query = self.processor.prompt(question, history, [len(pixel_values)] if pixel_values is not None else [])
         # Restore each module's own flag: the model can be in a mixed state (from_pretrained returns
         # the inner model in eval mode while peft's new LoRA dropouts are in train mode).
         modes = [(module, module.training) for module in self.modules()]
         self.eval()
         try:
-            return self.model.chat(self.tokenizer, pixel_values, question,
-                                   dict(generation_config or self.generation_config))
+            return self.model.generate_text(self.tokenizer, [query], pixel_values,
+                                            dict(generation_config or self.generation_config))[0]
         finally:
             for module, training in modes:
                 module.training = training

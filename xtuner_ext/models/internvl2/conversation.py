@@ -7,7 +7,7 @@ prompts are both built by :func:`build_chat_prompt`, so they cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 IMG_START_TOKEN = '<img>'
 IMG_END_TOKEN = '</img>'
@@ -30,14 +30,24 @@ class ChatTemplate:
     roles: Tuple[str, str]
     sep: str
 
+    def header(self, system_message: Optional[str] = None) -> str:
+        system = self.system_message if system_message is None else system_message
+        return self.system_template.format(system_message=system) + self.sep
+
+    def pieces(self, turns: Sequence[Turn], system_message: Optional[str] = None) -> List[Tuple[str, str]]:
+        """(prompt, answer) texts per turn: the prompt ends with the open answer role, the answer
+        with the separator ('' when the answer is empty or None). Training labels the answers;
+        joined, the pieces are :meth:`render`."""
+        out = []
+        for i, (question, answer) in enumerate(turns):
+            asked = self.roles[0] + question + self.sep if question else self.roles[0]
+            out.append(((self.header(system_message) if i == 0 else '') + asked + self.roles[1],
+                        answer + self.sep if answer else ''))
+        return out
+
     def render(self, turns: Sequence[Turn], system_message: Optional[str] = None) -> str:
         """Render (question, answer) turns; an empty or None message leaves its role open."""
-        system = self.system_message if system_message is None else system_message
-        text = self.system_template.format(system_message=system) + self.sep
-        for question, answer in turns:
-            for role, message in zip(self.roles, (question, answer)):
-                text += role + message + self.sep if message else role
-        return text
+        return ''.join(prompt + answer for prompt, answer in self.pieces(turns, system_message))
 
 
 TEMPLATES = {
@@ -76,6 +86,22 @@ def with_image_placeholder(question: str, has_image: bool, history: Optional[Seq
     if history is None and has_image and IMAGE_PLACEHOLDER not in question:
         return IMAGE_PLACEHOLDER + '\n' + question
     return question
+
+
+def with_images(turns: Sequence[Turn], num_patches_list: Sequence[int], num_image_token: int) -> List[Turn]:
+    """The turns with the official first-question ``<image>`` rule applied and every ``<image>``
+    expanded, in order, into its image tokens (one tile count per image)."""
+    turns = [(q, a) for q, a in turns]
+    if turns:
+        first = with_image_placeholder(turns[0][0], bool(num_patches_list), None)
+        turns[0] = (first, turns[0][1])
+    remaining = list(num_patches_list)
+    expanded = []
+    for question, answer in turns:
+        used = min(question.count(IMAGE_PLACEHOLDER), len(remaining))
+        expanded.append((expand_image_placeholders(question, remaining[:used], num_image_token), answer))
+        remaining = remaining[used:]
+    return expanded
 
 
 def build_chat_prompt(question: str,

@@ -6,8 +6,9 @@ thumbnail when there is more than one tile, then ``Resize -> ToTensor -> Normali
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 import torchvision.transforms as T
@@ -77,15 +78,61 @@ def build_transform(input_size: int = 448) -> T.Compose:
     ])
 
 
+@dataclass(frozen=True)
+class TilingSpec:
+    """How one image becomes tiles: the single rule training, chat and the preflight check share.
+
+    Fields carry the official config's meaning and defaults (``InternVLChatConfig``: dynamic off,
+    no thumbnail, 1..6 tiles). Without ``dynamic_image_size`` the official code feeds the whole
+    image resized to one tile (``images = [image]``), whatever the tile limits say.
+    """
+
+    image_size: int = 448
+    dynamic_image_size: bool = False
+    min_dynamic_patch: int = 1
+    max_dynamic_patch: int = 6
+    use_thumbnail: bool = False
+
+    def __post_init__(self):
+        candidate_grids(self.min_dynamic_patch, self.max_dynamic_patch)  # validates the limits
+
+    @classmethod
+    def from_config(cls, config, **overrides) -> 'TilingSpec':
+        """From an ``InternVLChatConfig``; ``overrides`` (e.g. ``max_dynamic_patch=6``) win, None is ignored."""
+        unknown = set(overrides) - {'dynamic_image_size', 'min_dynamic_patch', 'max_dynamic_patch', 'use_thumbnail'}
+        if unknown:
+            raise ValueError(f'unknown tiling override(s) {sorted(unknown)}; known: dynamic_image_size, '
+                             'min_dynamic_patch, max_dynamic_patch, use_thumbnail')
+        spec = cls(config.image_size, config.dynamic_image_size, config.min_dynamic_patch, config.max_dynamic_patch,
+                   config.use_thumbnail)
+        return replace(spec, **{k: v for k, v in overrides.items() if v is not None})
+
+    def num_tiles(self, width: int, height: int) -> int:
+        if not self.dynamic_image_size:
+            return 1
+        return num_tiles_for_size(width, height, self.min_dynamic_patch, self.max_dynamic_patch, self.image_size,
+                                  self.use_thumbnail)
+
+    def split(self, image: Image.Image) -> List[Image.Image]:
+        if not self.dynamic_image_size:
+            return [image]
+        return dynamic_preprocess(image, self.min_dynamic_patch, self.max_dynamic_patch, self.image_size,
+                                  self.use_thumbnail)
+
+    def pixel_values(self, image_or_path: Union[str, Path, Image.Image]) -> torch.Tensor:
+        """``FloatTensor[num_tiles, 3, image_size, image_size]``, normalised as the ViT expects."""
+        transform = build_transform(self.image_size)
+        return torch.stack([transform(tile) for tile in self.split(open_rgb(image_or_path))])
+
+
+def open_rgb(image_or_path: Union[str, Path, Image.Image]) -> Image.Image:
+    if isinstance(image_or_path, Image.Image):
+        return image_or_path.convert('RGB')
+    with Image.open(image_or_path) as img:
+        return img.convert('RGB')
+
+
 def load_image(image_or_path: Union[str, Path, Image.Image], input_size: int = 448, max_num: int = 12,
                min_num: int = 1, use_thumbnail: bool = True) -> torch.Tensor:
-    """Load one image as a ``FloatTensor[num_tiles, 3, input_size, input_size]``."""
-    if isinstance(image_or_path, Image.Image):
-        image = image_or_path.convert('RGB')
-    else:
-        with Image.open(image_or_path) as img:
-            image = img.convert('RGB')
-    tiles = dynamic_preprocess(image, min_num=min_num, max_num=max_num, image_size=input_size,
-                               use_thumbnail=use_thumbnail)
-    transform = build_transform(input_size)
-    return torch.stack([transform(tile) for tile in tiles])
+    """The model card's ``load_image``: always dynamic tiling, as that function is."""
+    return TilingSpec(input_size, True, min_num, max_num, use_thumbnail).pixel_values(image_or_path)

@@ -18,11 +18,10 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from . import checkpoint as ckpt
 from .configuration import InternVLChatConfig, dtype_from_name, dtype_name
-from .conversation import (IMG_CONTEXT_TOKEN, IMG_END_TOKEN, IMG_START_TOKEN, build_chat_prompt, get_template,
-                           with_image_placeholder)
+from .conversation import IMG_END_TOKEN, IMG_START_TOKEN, IMG_CONTEXT_TOKEN, get_template, with_image_placeholder
 from .language import build_language_model, materialize_rotary_buffers, native_llm_config
 from .projector import build_mlp1, pixel_shuffle, vit_tokens_to_grid
-from .tokenizer import require_image_tokens
+from .processing import InternVL2Processor
 from .vision import InternVisionModel
 
 GENERATION_CONFIG_NAME = 'generation_config.json'
@@ -159,8 +158,9 @@ class InternVLChatModel(nn.Module):
                                             output_hidden_states=output_hidden_states, use_cache=True,
                                             **generate_kwargs)
 
-    def _generate_text(self, tokenizer, queries: List[str], pixel_values, generation_config: dict) -> List[str]:
-        self.img_context_token_id = require_image_tokens(tokenizer)[IMG_CONTEXT_TOKEN]
+    def generate_text(self, tokenizer, queries: List[str], pixel_values, generation_config: dict) -> List[str]:
+        """Answers to finished prompts (:meth:`InternVL2Processor.prompt`), cut at the template's separator."""
+        self.img_context_token_id = InternVL2Processor(tokenizer, self.config).img_context_token_id
         sep = self.conv_template.sep
         inputs = tokenizer(queries, return_tensors='pt', padding=len(queries) > 1)
         config = dict(generation_config, eos_token_id=tokenizer.convert_tokens_to_ids(sep))
@@ -182,9 +182,8 @@ class InternVLChatModel(nn.Module):
             raise ValueError(f'pixel_values has {len(pixel_values)} tiles but num_patches_list sums to '
                              f'{sum(num_patches_list)}')
         question = with_image_placeholder(question, pixel_values is not None, history)
-        query = build_chat_prompt(question, history, num_patches_list, self.num_image_token, self.template,
-                                  self.system_message)
-        response = self._generate_text(tokenizer, [query], pixel_values, generation_config)[0]
+        query = InternVL2Processor(tokenizer, self.config).prompt(question, history, num_patches_list)
+        response = self.generate_text(tokenizer, [query], pixel_values, generation_config)[0]
         history = list(history or []) + [(question, response)]
         return (response, history) if return_history else response
 
@@ -199,11 +198,11 @@ class InternVLChatModel(nn.Module):
         num_patches_list = image_counts if image_counts is not None else num_patches_list
         if num_patches_list is None or len(num_patches_list) != len(questions):
             raise ValueError('batch_chat needs num_patches_list with one tile count per question')
-        queries = [build_chat_prompt(q, None, [n] if pixel_values is not None else [], self.num_image_token,
-                                     self.template, self.system_message)
+        processor = InternVL2Processor(tokenizer, self.config)
+        queries = [processor.prompt(q, None, [n] if pixel_values is not None else [])
                    for q, n in zip(questions, num_patches_list)]
         tokenizer.padding_side = 'left'
-        return self._generate_text(tokenizer, queries, pixel_values, generation_config)
+        return self.generate_text(tokenizer, queries, pixel_values, generation_config)
 
     # ---- checkpoints ----
     @classmethod

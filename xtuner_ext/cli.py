@@ -7,10 +7,16 @@ table, runs the tool with *this* interpreter (``torchrun`` when
 ``NPROC_PER_NODE``/``NNODES`` ask for several processes) and returns the tool's
 exit code.
 """
+import importlib
 import os
 import random
 import subprocess
 import sys
+
+# xtuner_ext's own commands: name -> 'module:function' taking argv and returning an exit code.
+# They are looked up before the stock modes, and imported only when run.
+OWN_COMMANDS = {
+}
 
 
 def _usage(text: str):
@@ -46,8 +52,16 @@ def tool_command(args: list[str]) -> list[str] | None:
             tool, *rest, '--launcher', 'pytorch']
 
 
+def run_own_command(args: list[str]) -> int:
+    module, _, function = OWN_COMMANDS[args[0]].partition(':')
+    return int(getattr(importlib.import_module(module), function)(args[1:]) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
-    command = tool_command(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in OWN_COMMANDS:
+        return run_own_command(args)
+    command = tool_command(args)
     if command is None:
         return 0
     code = subprocess.run(command).returncode

@@ -117,11 +117,13 @@ def test_trained_model_is_4bit_and_loads_the_checkpoint_strictly(uninterrupted, 
 def test_kill_then_resume_matches_the_uninterrupted_run(uninterrupted, embedded, tmp_path):
     env, data_path = embedded
     work_dir = tmp_path / 'killed'
-    process = subprocess.Popen(train_command(work_dir, data_path), env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    log = open(tmp_path / 'killed.log', 'w')
+    process = subprocess.Popen(train_command(work_dir, data_path), env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
     deadline = time.time() + 600
     while not (work_dir / 'iter_20.pth').exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    assert process.poll() is None, (tmp_path / 'killed.log').read_text()[-3000:]
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     saved = sorted(work_dir.glob('iter_*.pth'), key=lambda p: int(p.stem.split('_')[1]))

@@ -126,3 +126,44 @@ def test_usage_errors_say_what_to_pass(tiny_model, dev_tsv, tmp_path, capsys):
     assert 'also pass its trained weights, e.g. --checkpoint' in capsys.readouterr().err
     assert run(tiny_model, tmp_path / 'missing.tsv', tmp_path) == 1
     assert 'no such TSV; pass --data-path' in capsys.readouterr().err
+
+
+def test_a_config_and_its_checkpoint_answer_with_the_trained_lora(tiny_model, dev_tsv, tmp_path, repo_root,
+                                                                  monkeypatch, capsys):
+    """``CONFIG --checkpoint iter_N.pth``: the config's QLoRA model with the trained state loaded strictly."""
+    from xtuner_ext.evaluation.mmbench.answering import InternVL2Answerer
+
+    monkeypatch.setenv('XTUNER_EXT_MODEL_PATH', str(tiny_model))
+    config = repo_root / 'configs' / 'internvl' / 'internvl2_tiny_qlora.py'
+    zero, iter_1 = _checkpoints(config, tmp_path, {'zero.pth': 0.0, 'iter_1.pth': 0.05})
+    untrained, trained = InternVL2Answerer.from_config(config, zero), InternVL2Answerer.from_config(config, iter_1)
+    lora_b = {n: p for n, p in trained.model.named_parameters() if 'lora_B' in n}
+    assert lora_b and all(torch.all(p == 0.05) for p in lora_b.values())
+    assert untrained.processor.tiling.max_dynamic_patch == 6  # the official evaluation's, not training's 2
+    # a squarish picture: one tile keeps the two answers short on a CPU
+    row = next(r for r in read_mmbench_tsv(dev_tsv).rows if trained.processor.num_tiles(r.decode_image().size) == 1)
+    question, image = build_question(row, 'en'), row.decode_image()
+    assert trained.answer(image, question) != untrained.answer(image, question)
+
+    assert main([str(config), '--checkpoint', str(tmp_path / 'iter_1.pth'), '--data-path', str(dev_tsv),
+                 '--work-dir', str(tmp_path / 'run'), '--limit', '1', '--no-dynamic', '--max-new-tokens', '2',
+                 '--no-progress']) == 0
+    assert json.loads((tmp_path / 'run' / 'result.json').read_text())['answered'] == 1
+    assert 'iter_1.pth' in json.loads((tmp_path / 'run' / 'run.json').read_text())['model']
+
+
+def _checkpoints(config, folder, lora_b_values):
+    """Trainable-state checkpoints as ``xtuner train`` saves them: file name -> value of every LoRA B."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS
+
+    from xtuner_ext.registration import register_all
+
+    register_all()
+    model = MODELS.build(Config.fromfile(str(config)).model)
+    paths = []
+    for file_name, value in lora_b_values.items():
+        state = {k: torch.full_like(v, value) if 'lora_B' in k else v for k, v in model.state_dict().items()}
+        torch.save({'meta': {}, 'state_dict': state}, folder / file_name)
+        paths.append(folder / file_name)
+    return paths

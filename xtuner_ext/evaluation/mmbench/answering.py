@@ -51,9 +51,12 @@ class InternVL2Answerer:
         """A training config's ``InternVL2QLoRA`` with its trained ``iter_N.pth`` loaded strictly;
         the prompt keeps the config's system message."""
         from mmengine.config import Config
-        from xtuner.registry import BUILDER
+        from mmengine.registry import MODELS
 
-        qlora = BUILDER.build(Config.fromfile(str(config)).model)
+        from ...registration import register_all
+
+        register_all()  # the config's type='InternVL2QLoRA' is a registry name
+        qlora = MODELS.build(Config.fromfile(str(config)).model)
         qlora.load_trainable_state(str(checkpoint))
         processor = evaluation_processor(qlora.tokenizer, qlora.model.config, qlora.processor.system_message,
                                          dynamic, max_num)

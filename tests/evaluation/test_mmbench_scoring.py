@@ -76,3 +76,10 @@ def test_before_after_table_has_one_delta_per_category():
     assert lines['category: shape']['delta'] == pytest.approx(0.5)
     table = render_comparison(before, after)
     assert 'category: colour' in table and '-50.0' in table and '+50.0' in table
+
+
+def test_report_lists_a_few_unmatched_and_points_to_the_rest():
+    rows = [q(i, 'A', 'colour') for i in range(8)]
+    text = render_result('x', score(rows, {i: pred(None, f'junk {i}') for i in range(8)}))
+    assert "unmatched: index 4: 'junk 4'" in text and 'index 5' not in text
+    assert 'unmatched: ... and 3 more in result.json' in text and '8 unmatched' in text

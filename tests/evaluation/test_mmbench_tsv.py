@@ -40,6 +40,11 @@ def test_test_split_has_no_answers(test_split_tsv):
     assert all(r.answer is None for r in table.rows) and not table.corrupt
 
 
+def test_an_empty_answer_column_is_a_test_file(tmp_path, dev_tsv):
+    table = read_mmbench_tsv(_rewrite(dev_tsv, tmp_path / 'test.tsv', lambda f: f.__setitem__('answer', '')))
+    assert table.split == 'test' and not table.corrupt and all(r.answer is None for r in table.rows)
+
+
 def test_circular_copies_share_the_main_rows_image(circular_tsv):
     table = read_mmbench_tsv(circular_tsv)
     by_index = {r.index: r for r in table.rows}

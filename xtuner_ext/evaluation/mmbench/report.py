@@ -31,8 +31,11 @@ def render_result(name: str, result: dict) -> str:
             lines += ['', f'{kind} accuracy (%)', table(('', 'questions', 'accuracy'), _accuracy_rows(result[kind]))]
     if 'vanilla' not in result:
         lines.append('test split: no answers in the file; submit the .xlsx to the MMBench server')
-    for row in result['unmatched_rows'][:20]:
-        lines.append(f'unmatched: index {row["index"]}: {row["prediction"][:80]!r}')
-    for row in result['corrupt_rows'][:20]:
-        lines.append(f'corrupt: line {row["line"]} (index {row["index"]}): {row["reason"]}')
+    lines += _listed('unmatched', [f'index {r["index"]}: {r["prediction"][:80]!r}' for r in result['unmatched_rows']])
+    lines += _listed('corrupt', [f'line {r["line"]} (index {r["index"]}): {r["reason"]}' for r in result['corrupt_rows']])
     return '\n'.join(lines)
+
+
+def _listed(kind: str, items: List[str], shown: int = 5) -> List[str]:
+    more = [f'{kind}: ... and {len(items) - shown} more in result.json'] if len(items) > shown else []
+    return [f'{kind}: {item}' for item in items[:shown]] + more

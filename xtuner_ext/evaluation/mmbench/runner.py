@@ -12,7 +12,7 @@ from typing import Optional, Union
 
 from tqdm import tqdm
 
-from .circular import is_copy, with_rotations
+from .circular import group_of, is_copy, with_rotations
 from .extraction import extract_option
 from .prompts import build_question, language_of
 from .scoring import score
@@ -42,7 +42,7 @@ def select_rows(rows, circular: bool, limit: Optional[int]):
     if limit is not None:
         keep = {r.index for r in rows if not is_copy(r.index)}
         keep = set(sorted(keep)[:limit])
-        rows = [r for r in rows if r.index % 1_000_000 in keep]
+        rows = [r for r in rows if group_of(r.index) in keep]
     return with_rotations(rows) if circular else list(rows)
 
 

@@ -62,8 +62,8 @@ class MMBenchTable:
 
     @property
     def split(self) -> str:
-        """'dev' when the file carries answers, 'test' otherwise (as XTuner's reader decides)."""
-        return 'dev' if 'answer' in self.columns else 'test'
+        """'dev' when the file carries answers, 'test' otherwise (no answer column, or an empty one)."""
+        return 'dev' if any(row.answer is not None for row in self.rows) else 'test'
 
     @property
     def name(self) -> str:
@@ -108,8 +108,8 @@ def _parse_row(raw: dict, images: Dict[int, str], checked: set) -> MMBenchRow:
     options = {k: v for k in OPTION_LETTERS if (v := _cell(raw, k)) is not None}
     if len(options) < 2:
         raise ValueError(f'needs at least two options, has {sorted(options) or "none"}')
-    answer = _cell(raw, 'answer')
-    if 'answer' in raw and answer not in options:
+    answer = _cell(raw, 'answer')  # None in test files (no column, or empty cells)
+    if answer is not None and answer not in options:
         raise ValueError(f'answer {answer!r} is not one of the options {list(options)}')
     question = _cell(raw, 'question')
     if not question:

@@ -1,5 +1,6 @@
 """Real runs of ``xtuner-ext mmbench`` with the official tiny InternVL2 checkpoint: answers as the
 official ``chat``, the files a run leaves, resumption after a kill, corrupt rows, before/after."""
+import hashlib
 import json
 import os
 import signal
@@ -58,8 +59,21 @@ def test_a_run_writes_predictions_xlsx_and_result(finished, dev_tsv, capsys):
     assert result['unmatched'] == sum(r['letter'] is None for r in records)
     sheet = pd.read_excel(finished / 'MMBench_DEV_EN_sample.xlsx')
     assert list(sheet['index']) == [0, 1, 2]
-    assert json.loads((finished / 'run.json').read_text())['tiling'].startswith('TilingSpec(image_size=448, '
-                                                                                'dynamic_image_size=False')
+    settings = json.loads((finished / 'run.json').read_text())
+    assert settings['tiling'].startswith('TilingSpec(image_size=448, dynamic_image_size=False')
+    assert settings['data_sha256'] == hashlib.sha256(dev_tsv.read_bytes()).hexdigest()
+    assert result['this_run']['answered'] == 3 and result['this_run']['rows_per_second'] > 0
+
+
+def test_run_settings_are_written_once_then_enforced(tmp_path):
+    from xtuner_ext.evaluation.mmbench.runner import check_run_settings
+
+    path = tmp_path / 'run.json'
+    check_run_settings(path, {'data_sha256': 'aa', 'language': 'en'})
+    check_run_settings(path, {'data_sha256': 'aa', 'language': 'en'})  # same settings: resume
+    with pytest.raises(ValueError, match=r"other settings \(data_sha256 differ: \{'data_sha256': 'aa'\} -> "
+                                         r"\{'data_sha256': 'bb'\}\); pass another --work-dir"):
+        check_run_settings(path, {'data_sha256': 'bb', 'language': 'en'})
 
 
 def test_a_rerun_answers_nothing_again_and_refuses_other_settings(finished, tiny_model, dev_tsv, capsys):

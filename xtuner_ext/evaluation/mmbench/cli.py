@@ -35,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument('--max-num', type=int, default=6, help='most dynamic tiles (official: 6)')
     p.add_argument('--max-new-tokens', type=int, default=100)
     p.add_argument('--device', default=None, help='default: cuda if available, else cpu')
-    p.add_argument('--torch-dtype', default=None, help="folder models: e.g. bfloat16; default: the checkpoint's")
+    p.add_argument('--torch-dtype', choices=('float32', 'float16', 'bfloat16'), default=None,
+                   help="folder models; default: the checkpoint's")
     p.add_argument('--limit', type=int, default=None, help='only the first N questions (a quick look)')
     p.add_argument('--no-progress', dest='progress', action='store_false')
     return p

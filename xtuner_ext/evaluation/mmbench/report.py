@@ -26,6 +26,10 @@ def _accuracy_rows(summary: dict) -> List[Sequence[str]]:
 def render_result(name: str, result: dict) -> str:
     lines = [f'MMBench {name}: {result["answered"]}/{result["rows"]} rows answered, '
              f'{result["unmatched"]} unmatched, {result["corrupt"]} corrupt (skipped)']
+    speed = result.get('this_run') or {}
+    if speed.get('answered'):
+        lines.append(f'this run answered {speed["answered"]} rows in {speed["seconds"]:.1f} s '
+                     f'({speed["rows_per_second"]:.2f} rows/s)')
     for kind in ('vanilla', 'circular'):
         if kind in result:
             lines += ['', f'{kind} accuracy (%)', table(('', 'questions', 'accuracy'), _accuracy_rows(result[kind]))]

@@ -5,8 +5,10 @@ the same settings (``run.json``) asks only the rows missing there.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Union
 
@@ -37,6 +39,14 @@ def check_run_settings(path: Path, settings: dict) -> None:
         write_json(path, settings)
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def select_rows(rows, circular: bool, limit: Optional[int]):
     """The first ``limit`` questions (with their copies), plus rotations when ``circular``."""
     if limit is not None:
@@ -62,7 +72,8 @@ def evaluate(answerer, data_path: Union[str, Path], work_dir: Union[str, Path], 
     rows = select_rows(table.rows, circular, limit)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    check_run_settings(work_dir / RUN_SETTINGS, {'data_path': str(table.path.resolve()), 'language': language,
+    check_run_settings(work_dir / RUN_SETTINGS, {'data_path': str(table.path.resolve()),
+                                                 'data_sha256': file_sha256(table.path), 'language': language,
                                                  'circular': circular, **answerer.settings()})
     for bad in table.corrupt:
         print(f'skipping corrupt row {bad.describe(table.path)}', file=sys.stderr)
@@ -71,12 +82,15 @@ def evaluate(answerer, data_path: Union[str, Path], work_dir: Union[str, Path], 
     todo = [r for r in rows if r.index not in done]
     if len(todo) < len(rows):
         print(f'resuming: {len(rows) - len(todo)} of {len(rows)} answers already in {log.path}', file=sys.stderr)
+    start = time.perf_counter()
     for row in tqdm(todo, total=len(rows), initial=len(rows) - len(todo), desc=table.name, unit='row',
                     disable=not progress, file=sys.stderr):
         done[row.index] = answer_row(answerer, row, language)
         log.append(done[row.index])
+    seconds = time.perf_counter() - start
     result = dict(score(rows, done, table.corrupt), data=table.name, split=table.split, language=language,
-                  model=answerer.name)
+                  model=answerer.name, this_run={'answered': len(todo), 'seconds': round(seconds, 3),
+                                                 'rows_per_second': round(len(todo) / seconds, 3) if todo else None})
     write_submission(work_dir / f'{table.name}.xlsx', table, rows, done)
     write_json(work_dir / RESULT, result)
     return result

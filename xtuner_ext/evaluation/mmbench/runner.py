@@ -65,8 +65,26 @@ def answer_row(answerer, row: MMBenchRow, language: str) -> dict:
             'l2-category': row.l2_category}
 
 
+def answer_missing(answerer, rows, language: str, log: PredictionLog, name: str, progress: bool) -> tuple:
+    """Answers from ``log`` plus answers to the rows missing there (appended as they come), and
+    this session's speed."""
+    done = log.load()
+    todo = [r for r in rows if r.index not in done]
+    if len(todo) < len(rows):
+        print(f'resuming: {len(rows) - len(todo)} of {len(rows)} answers already in {log.path}', file=sys.stderr)
+    start = time.perf_counter()
+    for row in tqdm(todo, total=len(rows), initial=len(rows) - len(todo), desc=name, unit='row',
+                    disable=not progress, file=sys.stderr):
+        done[row.index] = answer_row(answerer, row, language)
+        log.append(done[row.index])
+    seconds = time.perf_counter() - start
+    return done, {'answered': len(todo), 'seconds': round(seconds, 3),
+                  'rows_per_second': round(len(todo) / seconds, 3) if todo else None}
+
+
 def evaluate(answerer, data_path: Union[str, Path], work_dir: Union[str, Path], language: str = 'auto',
              circular: bool = False, limit: Optional[int] = None, progress: bool = True) -> dict:
+    """Answer, score and write ``predictions.jsonl``, ``<tsv name>.xlsx`` and ``result.json``."""
     table = read_mmbench_tsv(data_path)
     language = language_of(table.path) if language == 'auto' else language
     rows = select_rows(table.rows, circular, limit)
@@ -77,20 +95,10 @@ def evaluate(answerer, data_path: Union[str, Path], work_dir: Union[str, Path], 
                                                  'circular': circular, **answerer.settings()})
     for bad in table.corrupt:
         print(f'skipping corrupt row {bad.describe(table.path)}', file=sys.stderr)
-    log = PredictionLog(work_dir / PREDICTIONS)
-    done = log.load()
-    todo = [r for r in rows if r.index not in done]
-    if len(todo) < len(rows):
-        print(f'resuming: {len(rows) - len(todo)} of {len(rows)} answers already in {log.path}', file=sys.stderr)
-    start = time.perf_counter()
-    for row in tqdm(todo, total=len(rows), initial=len(rows) - len(todo), desc=table.name, unit='row',
-                    disable=not progress, file=sys.stderr):
-        done[row.index] = answer_row(answerer, row, language)
-        log.append(done[row.index])
-    seconds = time.perf_counter() - start
+    done, speed = answer_missing(answerer, rows, language, PredictionLog(work_dir / PREDICTIONS), table.name,
+                                 progress)
     result = dict(score(rows, done, table.corrupt), data=table.name, split=table.split, language=language,
-                  model=answerer.name, this_run={'answered': len(todo), 'seconds': round(seconds, 3),
-                                                 'rows_per_second': round(len(todo) / seconds, 3) if todo else None})
+                  model=answerer.name, this_run=speed)
     write_submission(work_dir / f'{table.name}.xlsx', table, rows, done)
     write_json(work_dir / RESULT, result)
     return result

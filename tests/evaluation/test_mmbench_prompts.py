@@ -16,9 +16,11 @@ def row(**fields):
 
 @pytest.mark.parametrize('fields, language, expected', [
     ({}, 'en', f'What is drawn?\nA. a cat\nB. a dog\nC. a bird\nD. a fish\n{EN}'),
-    ({'hint': 'Look at the left.'}, 'en', f'Look at the left.\nWhat is drawn?\nA. a cat\nB. a dog\nC. a bird\nD. a fish\n{EN}'),
+    ({'hint': 'Look at the left.'}, 'en',
+     f'Look at the left.\nWhat is drawn?\nA. a cat\nB. a dog\nC. a bird\nD. a fish\n{EN}'),
     ({'options': {'A': 'yes', 'B': 'no'}}, 'en', f'What is drawn?\nA. yes\nB. no\n{EN}'),
-    ({'question': '图中是什么？', 'options': {'A': '猫', 'B': '狗'}}, 'cn', '图中是什么？\nA. 猫\nB. 狗\n请直接回答选项字母。'),
+    ({'question': '图中是什么？', 'options': {'A': '猫', 'B': '狗'}}, 'cn',
+     '图中是什么？\nA. 猫\nB. 狗\n请直接回答选项字母。'),
 ])
 def test_question_text_as_the_official_evaluation(fields, language, expected):
     assert build_question(row(**fields), language) == expected

@@ -43,7 +43,8 @@ class InternVL2Answerer:
         model = InternVLChatModel.from_pretrained(path, torch_dtype=torch_dtype, device=device)
         base = InternVL2Processor.from_pretrained(path)
         processor = evaluation_processor(base.tokenizer, base.config, dynamic=dynamic, max_num=max_num)
-        return cls(model, processor, str(Path(path).resolve()), dict(OFFICIAL_GENERATION, max_new_tokens=max_new_tokens))
+        generation = dict(OFFICIAL_GENERATION, max_new_tokens=max_new_tokens)
+        return cls(model, processor, str(Path(path).resolve()), generation)
 
     @classmethod
     def from_config(cls, config: Union[str, Path], checkpoint: Union[str, Path], dynamic: bool = True,

@@ -36,7 +36,8 @@ def render_result(name: str, result: dict) -> str:
     if 'vanilla' not in result:
         lines.append('test split: no answers in the file; submit the .xlsx to the MMBench server')
     lines += _listed('unmatched', [f'index {r["index"]}: {r["prediction"][:80]!r}' for r in result['unmatched_rows']])
-    lines += _listed('corrupt', [f'line {r["line"]} (index {r["index"]}): {r["reason"]}' for r in result['corrupt_rows']])
+    lines += _listed('corrupt', [f'line {r["line"]} (index {r["index"]}): {r["reason"]}'
+                                 for r in result['corrupt_rows']])
     return '\n'.join(lines)
 
 

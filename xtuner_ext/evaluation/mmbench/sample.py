@@ -32,9 +32,10 @@ TEXT = {
     'en': dict(shape='Which shape is drawn in the picture?', colour='What colour is the shape?',
                count='How many dots are in the picture?', hint='The background is white.',
                names={**{s: s for s in SHAPES}, **{c: c for c in COLOURS}, 2: 'two', 3: 'three'}),
-    'cn': dict(shape='图中画的是什么形状？', colour='图中形状是什么颜色？', count='图中有几个圆点？', hint='背景是白色的。',
-               names={'circle': '圆形', 'square': '正方形', 'triangle': '三角形', 'cross': '十字', 'red': '红色',
-                      'green': '绿色', 'blue': '蓝色', 'yellow': '黄色', 2: '两个', 3: '三个'}),
+    'cn': dict(shape='图中画的是什么形状？', colour='图中形状是什么颜色？', count='图中有几个圆点？',
+               hint='背景是白色的。',
+               names={'circle': '圆形', 'square': '正方形', 'triangle': '三角形', 'cross': '十字',
+                      'red': '红色', 'green': '绿色', 'blue': '蓝色', 'yellow': '黄色', 2: '两个', 3: '三个'}),
 }
 CATEGORIES = {'shape': ('shape_recognition', 'coarse_perception'),
               'colour': ('color_recognition', 'fine-grained_perception'),

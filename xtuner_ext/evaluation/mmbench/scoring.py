@@ -30,7 +30,8 @@ def _by(rows: List[MMBenchRow], hit: Mapping[int, bool], key) -> Dict[str, float
 
 
 def _summary(rows: List[MMBenchRow], hit: Mapping[int, bool]) -> dict:
-    out = {'questions': len(rows), 'correct': sum(hit[r.index] for r in rows), 'overall': _accuracy(hit[r.index] for r in rows)}
+    hits = [hit[r.index] for r in rows]
+    out = {'questions': len(rows), 'correct': sum(hits), 'overall': _accuracy(hits)}
     for name, key in GROUPINGS.items():
         if any(key(r) is not None for r in rows):
             out[name] = _by(rows, hit, key)

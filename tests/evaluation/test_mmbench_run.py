@@ -181,3 +181,12 @@ def _checkpoints(config, folder, lora_b_values):
         torch.save({'meta': {}, 'state_dict': state}, folder / file_name)
         paths.append(folder / file_name)
     return paths
+
+
+def test_xtuner_ext_lists_mmbench_as_its_own_command(capsys):
+    from xtuner_ext.cli import main as xtuner_ext_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        xtuner_ext_main(['mmbench', '--help'])
+    assert exit_info.value.code == 0
+    assert 'usage: xtuner-ext mmbench' in capsys.readouterr().out

@@ -190,3 +190,13 @@ def test_xtuner_ext_lists_mmbench_as_its_own_command(capsys):
         xtuner_ext_main(['mmbench', '--help'])
     assert exit_info.value.code == 0
     assert 'usage: xtuner-ext mmbench' in capsys.readouterr().out
+
+
+def test_circular_run_asks_every_rotation(tiny_model, dev_tsv, tmp_path):
+    assert run(tiny_model, dev_tsv, tmp_path, '--limit', '1', '--circular') == 0
+    records = [json.loads(line) for line in lines(tmp_path / 'predictions.jsonl')]
+    assert sorted(r['index'] for r in records) == [0, 1_000_000, 2_000_000, 3_000_000]  # 4 options, 4 rotations
+    assert len({r['question'] for r in records}) == 4  # the options move, the question stays
+    assert {r['answer'] for r in records} == {'A', 'B', 'C', 'D'}
+    result = json.loads((tmp_path / 'result.json').read_text())
+    assert result['circular']['questions'] == 1 and result['vanilla']['questions'] == 1

@@ -31,7 +31,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument('--language', choices=('auto', 'en', 'cn'), default='auto',
                    help='instruction language; auto: cn for *_CN files and CCBench')
     p.add_argument('--circular', action='store_true', help='also ask every rotation of the options')
-    p.add_argument('--no-dynamic', dest='dynamic', action='store_false', help='one tile per image')
+    p.add_argument('--no-dynamic', dest='dynamic', action='store_false',
+                   help='one tile per image (the official script then searches 5 beams; this stays greedy)')
     p.add_argument('--max-num', type=int, default=6, help='most dynamic tiles (official: 6)')
     p.add_argument('--max-new-tokens', type=int, default=100)
     p.add_argument('--device', default=None, help='default: cuda if available, else cpu')

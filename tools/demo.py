@@ -113,6 +113,8 @@ def main(argv=None) -> int:
     print(f'checkpoint: {checkpoint}')
     print(f'loss (10-iteration running mean): {first[0]:.3f} at start -> {last[-1]:.3f} after {len(history)} '
           f'iterations; answers saved to {answers}')
+    from xtuner_ext.evaluation.mmbench.demo import demo_before_after  # MMBench: base vs fine-tune
+    demo_before_after(model_dir, CONFIG, checkpoint, root, work_dir / 'mmbench')
     if sum(last) / len(last) >= sum(first) / len(first):
         print('error: the loss did not fall', file=sys.stderr)
         return 1

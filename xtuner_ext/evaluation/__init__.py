@@ -1,0 +1,1 @@
+"""Benchmarks for xtuner_ext models."""

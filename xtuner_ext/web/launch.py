@@ -1,0 +1,74 @@
+"""``xtuner-ext web BASE [FINETUNED]``: load the folders, build the page, serve it on localhost.
+
+    xtuner-ext web embedded/internvl2_tiny work_dirs/demo/converted \\
+        --examples embedded/CLoT_sample/heldout.json --port 7860
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .inputs import DEFAULT_MAX_IMAGE_PIXELS, GenerationSettings
+
+DEFAULT_HOST, DEFAULT_PORT = '127.0.0.1', 7860
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='xtuner-ext web', description=__doc__.split('\n\n')[0])
+    parser.add_argument('base', help='InternVL2 folder (official layout) answering in the left column')
+    parser.add_argument('finetuned', nargs='?', help='a second folder, e.g. the converted fine-tune')
+    parser.add_argument('--examples', help='held-out records (.json/.jsonl conversations, or a CLoT folder) '
+                        'offered as clickable samples')
+    parser.add_argument('--max-examples', type=int, default=12)
+    parser.add_argument('--host', default=DEFAULT_HOST, help='interface to bind (default: localhost only)')
+    parser.add_argument('--port', type=int, default=DEFAULT_PORT)
+    parser.add_argument('--device', default=None, help='cpu, cuda or cuda:N (default: cuda when available)')
+    parser.add_argument('--dtype', default=None, help='bfloat16, float16 or float32 (default: the checkpoint\'s)')
+    parser.add_argument('--max-new-tokens', type=int, default=GenerationSettings.max_new_tokens,
+                        help='the page\'s initial value')
+    parser.add_argument('--max-image-pixels', type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
+                        help='larger uploads are refused with a message')
+    return parser.parse_args(argv)
+
+
+def load_examples(path: str, limit: int) -> list:
+    """(image path, question) of the first ``limit`` records that have an image."""
+    from xtuner_ext.data.loaders import load_any
+    from xtuner_ext.models.internvl2 import IMAGE_PLACEHOLDER
+
+    records, image_folder = load_any(path)
+    examples = []
+    for record in records:
+        if record.get('image') and len(examples) < limit:
+            question = record['conversations'][0]['value'].replace(IMAGE_PLACEHOLDER, '').strip()
+            examples.append((str(Path(image_folder) / record['image']), question))
+    return examples
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    from .loading import default_device, load_slot
+
+    device = args.device or default_device()
+    slots = [load_slot('Base', args.base, args.dtype, device)]
+    if args.finetuned:
+        slots.append(load_slot('Fine-tuned', args.finetuned, args.dtype, device))
+    for slot in slots:
+        if not slot.ready:
+            print(f'xtuner-ext web: {slot.label}: {slot.error}', file=sys.stderr)
+    if not any(slot.ready for slot in slots):
+        return 2
+    examples = load_examples(args.examples, args.max_examples) if args.examples else []
+
+    from .app import build_app
+    app = build_app(slots, examples, args.max_image_pixels, GenerationSettings(args.max_new_tokens))
+    app.queue(default_concurrency_limit=1)  # one generation at a time on the one device
+    app.launch(server_name=args.host, server_port=args.port, share=False, show_error=True, ssr_mode=False,
+               mcp_server=False, allowed_paths=sorted({str(Path(image).parent) for image, _ in examples}))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -102,7 +102,8 @@ def build_app(slots: Sequence[ModelSlot], examples: Sequence[Example] = (),
         status = gr.Markdown(page.initial_status(), elem_id='status')
         with gr.Row():
             with gr.Column(scale=1):
-                image = gr.Image(type='filepath', label='Picture', elem_id='image', height=280)
+                image = gr.Image(type='filepath', label='Picture', elem_id='image', height=280,
+                                 sources=['upload', 'clipboard'], buttons=['download', 'fullscreen'])
                 question = gr.Textbox(label='Question', lines=2, elem_id='question')
                 with gr.Row():
                     ask = gr.Button('Ask', variant='primary', elem_id='ask')

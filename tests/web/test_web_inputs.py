@@ -76,3 +76,63 @@ def test_streamed_turns_equal_native_chat(base_dir, web_sample_dir, heldout_reco
         assert len(partials) >= 2 and partials[-1].strip() == answer  # streamed, growing into the answer
         assert all(later.startswith(earlier) for earlier, later in zip(partials, partials[1:]))
     assert [q for q, _ in history] == ['<image>\n' + questions[0], questions[1]]
+
+
+TINY_CONFIG = 'configs/internvl/internvl2_tiny_qlora.py'
+
+
+@pytest.fixture
+def trained_checkpoint(base_dir, web_sample_dir, repo_root, monkeypatch, tmp_path):
+    """A trainable-state checkpoint of the tiny config whose LoRA and projector were nudged, as
+    training would, so the fine-tune answers differ from the base; and that model's own chat()."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import MODELS
+
+    import xtuner_ext  # noqa: F401
+
+    monkeypatch.setenv('XTUNER_EXT_MODEL_PATH', str(base_dir))
+    monkeypatch.setenv('XTUNER_EXT_DATA_ROOT', str(web_sample_dir))
+    config = repo_root / TINY_CONFIG
+    trained = MODELS.build(Config.fromfile(str(config)).model).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in trained.named_parameters():
+            if param.requires_grad:
+                param.add_(torch.randn(param.shape, generator=generator) * 0.5)
+    checkpoint = tmp_path / 'iter_1.pth'
+    torch.save({'state_dict': trained.state_dict()}, checkpoint)
+    return config, checkpoint, trained
+
+
+def test_config_and_checkpoint_stream_what_the_trained_model_answers(trained_checkpoint, web_sample_dir,
+                                                                      heldout_record):
+    from xtuner_ext.web.loading import load_trained_model
+
+    config, checkpoint, trained = trained_checkpoint
+    image = web_sample_dir / heldout_record['image']
+    expected = trained.chat(str(image), '这张图片里有什么？', generation_config=dict(max_new_tokens=12, do_sample=False))
+    chat_model = load_trained_model(config, checkpoint)
+    *_, (answer, history) = stream_turn(chat_model, chat_model.pixel_values(image), '这张图片里有什么？', [],
+                                        dict(max_new_tokens=12, do_sample=False))
+    assert answer == expected
+    assert expected != native_chat(config_base(trained), image, ['这张图片里有什么？'], 12)[0]  # really the fine-tune
+    assert len(chat_model.pixel_values(image)) == trained.processor.num_tiles(Image.open(image).size)
+
+
+def config_base(trained):
+    return trained.model_path
+
+
+def test_checkpoint_of_another_model_is_a_message(trained_checkpoint, tmp_path):
+    import torch
+
+    from xtuner_ext.web.loading import load_trained_slot
+
+    config, _, _ = trained_checkpoint
+    wrong = tmp_path / 'wrong.pth'
+    torch.save({'state_dict': {'model.mlp1.0.weight': torch.zeros(3)}}, wrong)
+    slot = load_trained_slot('Fine-tuned', config, wrong)
+    assert not slot.ready and f'{wrong} with {config} cannot be loaded' in slot.error
+    assert 'checkpoint does not fit' in slot.error
+    assert 'does not exist' in load_trained_slot('Fine-tuned', config, tmp_path / 'iter_9.pth').error

@@ -2,6 +2,8 @@
 
     xtuner-ext web embedded/internvl2_tiny work_dirs/demo/converted \\
         --examples embedded/CLoT_sample/heldout.json --port 7860
+    xtuner-ext web embedded/internvl2_tiny --config configs/internvl/internvl2_tiny_qlora.py \\
+        --checkpoint work_dirs/demo/iter_100.pth     # the fine-tune as training left it
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='xtuner-ext web', description=__doc__.split('\n\n')[0])
     parser.add_argument('base', help='InternVL2 folder (official layout) answering in the left column')
     parser.add_argument('finetuned', nargs='?', help='a second folder, e.g. the converted fine-tune')
+    parser.add_argument('--config', help='instead of FINETUNED: the training config of the fine-tune ...')
+    parser.add_argument('--checkpoint', help='... and the iter_N.pth it wrote')
     parser.add_argument('--examples', help='held-out records (.json/.jsonl conversations, or a CLoT folder) '
                         'offered as clickable samples')
     parser.add_argument('--max-examples', type=int, default=12)
@@ -30,7 +34,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='the page\'s initial value')
     parser.add_argument('--max-image-pixels', type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
                         help='larger uploads are refused with a message')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.config is None) != (args.checkpoint is None):
+        parser.error('--config and --checkpoint go together')
+    if args.config and args.finetuned:
+        parser.error('give FINETUNED or --config/--checkpoint, not both')
+    return args
 
 
 def load_examples(path: str, limit: int) -> list:
@@ -49,12 +58,14 @@ def load_examples(path: str, limit: int) -> list:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    from .loading import default_device, load_slot
+    from .loading import default_device, load_slot, load_trained_slot
 
     device = args.device or default_device()
     slots = [load_slot('Base', args.base, args.dtype, device)]
     if args.finetuned:
         slots.append(load_slot('Fine-tuned', args.finetuned, args.dtype, device))
+    elif args.config:
+        slots.append(load_trained_slot('Fine-tuned', args.config, args.checkpoint))
     for slot in slots:
         if not slot.ready:
             print(f'xtuner-ext web: {slot.label}: {slot.error}', file=sys.stderr)

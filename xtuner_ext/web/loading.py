@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+import pickle
+
 import torch
 from safetensors import SafetensorError
 
@@ -21,6 +23,10 @@ FOLDER_HINT = ('give an InternVL2 folder in the official layout (config.json, mo
 # What reading a broken folder raises: unreadable/missing files, bad JSON, keys or shapes that do not
 # match config.json, a truncated safetensors file.
 LOAD_ERRORS = (OSError, ValueError, KeyError, SafetensorError)
+# ... and what torch.load raises on a file that is not a checkpoint.
+CHECKPOINT_ERRORS = LOAD_ERRORS + (RuntimeError, pickle.UnpicklingError)
+TRAINED_HINT = ('give the training config and an iter_N.pth it wrote (e.g. configs/internvl/internvl2_tiny_qlora.py '
+                'and work_dirs/demo/iter_100.pth after `make demo`), run from the folder `xtuner train` ran in')
 
 
 class ModelFolderError(Exception):
@@ -40,7 +46,9 @@ class ChatModel:
         return True
 
     def pixel_values(self, image_path: Union[str, Path]) -> torch.Tensor:
-        return self.processor.pixel_values(image_path).to(self.model.device, self.model.dtype)
+        """Tiles as the processor cuts them, in the vision tower's dtype (the LLM may be 4-bit)."""
+        vision_dtype = self.model.vision_model.embeddings.patch_embedding.weight.dtype
+        return self.processor.pixel_values(image_path).to(self.model.device, vision_dtype)
 
 
 @dataclass
@@ -82,8 +90,37 @@ def load_slot(label: str, folder: Union[str, Path], torch_dtype: Optional[str] =
         return ModelSlot(label, str(folder), error=str(exc))
 
 
+def load_trained_model(config: Union[str, Path], checkpoint: Union[str, Path]) -> ChatModel:
+    """The fine-tune as training left it: the config's ``InternVL2QLoRA`` (base folder, 4-bit LLM,
+    LoRA, processor settings) with ``checkpoint``'s trainable weights, loaded strictly."""
+    for path, what in ((config, 'training config'), (checkpoint, 'checkpoint')):
+        if not Path(path).is_file():
+            raise ModelFolderError(f'{what} {path} does not exist; {TRAINED_HINT}')
+    import xtuner_ext  # noqa: F401  (registers the classes configs name)
+    from mmengine.config import Config
+    from mmengine.registry import MODELS
+
+    try:
+        cfg = Config.fromfile(str(config))
+        cfg.model.pretrained_pth = str(checkpoint)
+        trained = MODELS.build(cfg.model).eval()
+    except CHECKPOINT_ERRORS as exc:
+        raise ModelFolderError(f'{checkpoint} with {config} cannot be loaded ({type(exc).__name__}: {exc}); '
+                               f'{TRAINED_HINT}') from exc
+    return ChatModel(trained.model, trained.processor)
+
+
+def load_trained_slot(label: str, config: Union[str, Path], checkpoint: Union[str, Path]) -> ModelSlot:
+    source = f'{checkpoint} ({config})'
+    try:
+        return ModelSlot(label, source, chat_model=load_trained_model(config, checkpoint))
+    except ModelFolderError as exc:
+        return ModelSlot(label, source, error=str(exc))
+
+
 def default_device() -> str:
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
-__all__ = ['ChatModel', 'ModelSlot', 'ModelFolderError', 'load_chat_model', 'load_slot', 'default_device']
+__all__ = ['ChatModel', 'ModelSlot', 'ModelFolderError', 'load_chat_model', 'load_slot', 'load_trained_model',
+           'load_trained_slot', 'default_device']

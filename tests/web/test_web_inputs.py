@@ -116,12 +116,8 @@ def test_config_and_checkpoint_stream_what_the_trained_model_answers(trained_che
     *_, (answer, history) = stream_turn(chat_model, chat_model.pixel_values(image), '这张图片里有什么？', [],
                                         dict(max_new_tokens=12, do_sample=False))
     assert answer == expected
-    assert expected != native_chat(config_base(trained), image, ['这张图片里有什么？'], 12)[0]  # really the fine-tune
+    assert expected != native_chat(trained.model_path, image, ['这张图片里有什么？'], 12)[0]  # really the fine-tune
     assert len(chat_model.pixel_values(image)) == trained.processor.num_tiles(Image.open(image).size)
-
-
-def config_base(trained):
-    return trained.model_path
 
 
 def test_checkpoint_of_another_model_is_a_message(trained_checkpoint, tmp_path):
@@ -136,3 +132,21 @@ def test_checkpoint_of_another_model_is_a_message(trained_checkpoint, tmp_path):
     assert not slot.ready and f'{wrong} with {config} cannot be loaded' in slot.error
     assert 'checkpoint does not fit' in slot.error
     assert 'does not exist' in load_trained_slot('Fine-tuned', config, tmp_path / 'iter_9.pth').error
+
+
+def test_demo_hint_is_a_command_the_parser_accepts(tmp_path):
+    import shlex
+    from pathlib import Path
+
+    from xtuner_ext.web.launch import open_hint, parse_args
+
+    hint = open_hint(tmp_path / 'internvl2_tiny', Path('configs/internvl/internvl2_tiny_qlora.py'),
+                     tmp_path / 'iter_100.pth', tmp_path / 'heldout.json')
+    command = shlex.split(hint.splitlines()[1])
+    assert command[0] == f'XTUNER_EXT_MODEL_PATH={tmp_path / "internvl2_tiny"}' and command[1:3] == ['xtuner-ext', 'web']
+    args = parse_args(command[3:])
+    assert (args.base, args.checkpoint, args.examples) == (str(tmp_path / 'internvl2_tiny'),
+                                                          str(tmp_path / 'iter_100.pth'), str(tmp_path / 'heldout.json'))
+    assert args.host == '127.0.0.1' and 'http://127.0.0.1:7860' in hint
+    with pytest.raises(SystemExit):
+        parse_args(['base', '--config', 'c.py'])  # --checkpoint missing

@@ -56,6 +56,18 @@ def load_examples(path: str, limit: int) -> list:
     return examples
 
 
+def open_hint(model_dir: Path, config: Path, checkpoint: Path, examples: Path) -> str:
+    """The command that opens the page on a finished ``make demo`` run (printed by tools/demo.py)."""
+    def short(path: Path) -> str:
+        path = Path(path).resolve()
+        return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+    return (f'Chat with the base and the fine-tuned model in the browser:\n'
+            f'  XTUNER_EXT_MODEL_PATH={short(model_dir)} xtuner-ext web {short(model_dir)} '
+            f'--config {short(config)} --checkpoint {short(checkpoint)} --examples {short(examples)}\n'
+            f'  then open http://{DEFAULT_HOST}:{DEFAULT_PORT}')
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     from .loading import default_device, load_slot, load_trained_slot

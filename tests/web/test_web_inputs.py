@@ -110,13 +110,13 @@ def test_config_and_checkpoint_stream_what_the_trained_model_answers(trained_che
     from xtuner_ext.web.loading import load_trained_model
 
     config, checkpoint, trained = trained_checkpoint
-    image = web_sample_dir / heldout_record['image']
-    expected = trained.chat(str(image), '这张图片里有什么？', generation_config=dict(max_new_tokens=12, do_sample=False))
+    image, question, greedy = web_sample_dir / heldout_record['image'], '这张图片里有什么？', dict(max_new_tokens=12)
+    expected = trained.chat(str(image), question, generation_config=dict(greedy, do_sample=False))
     chat_model = load_trained_model(config, checkpoint)
-    *_, (answer, history) = stream_turn(chat_model, chat_model.pixel_values(image), '这张图片里有什么？', [],
-                                        dict(max_new_tokens=12, do_sample=False))
+    *_, (answer, _) = stream_turn(chat_model, chat_model.pixel_values(image), question, [],
+                                  dict(greedy, do_sample=False))
     assert answer == expected
-    assert expected != native_chat(trained.model_path, image, ['这张图片里有什么？'], 12)[0]  # really the fine-tune
+    assert expected != native_chat(trained.model_path, image, [question], 12)[0]  # really the fine-tune
     assert len(chat_model.pixel_values(image)) == trained.processor.num_tiles(Image.open(image).size)
 
 
@@ -143,10 +143,11 @@ def test_demo_hint_is_a_command_the_parser_accepts(tmp_path):
     hint = open_hint(tmp_path / 'internvl2_tiny', Path('configs/internvl/internvl2_tiny_qlora.py'),
                      tmp_path / 'iter_100.pth', tmp_path / 'heldout.json')
     command = shlex.split(hint.splitlines()[1])
-    assert command[0] == f'XTUNER_EXT_MODEL_PATH={tmp_path / "internvl2_tiny"}' and command[1:3] == ['xtuner-ext', 'web']
+    assert command[0] == f'XTUNER_EXT_MODEL_PATH={tmp_path / "internvl2_tiny"}'
+    assert command[1:3] == ['xtuner-ext', 'web']
     args = parse_args(command[3:])
-    assert (args.base, args.checkpoint, args.examples) == (str(tmp_path / 'internvl2_tiny'),
-                                                          str(tmp_path / 'iter_100.pth'), str(tmp_path / 'heldout.json'))
+    assert args.base == str(tmp_path / 'internvl2_tiny') and args.checkpoint == str(tmp_path / 'iter_100.pth')
+    assert args.examples == str(tmp_path / 'heldout.json')
     assert args.host == '127.0.0.1' and 'http://127.0.0.1:7860' in hint
     with pytest.raises(SystemExit):
         parse_args(['base', '--config', 'c.py'])  # --checkpoint missing

@@ -80,22 +80,51 @@ class ChatPage:
             yield problem(str(exc)), *chats, *histories
             return
         for i, slot in enumerate(self.slots):
-            if not slot.ready:
-                continue
-            pixel_values = slot.chat_model.pixel_values(image) if image else None
-            for text, new_history in stream_turn(slot.chat_model, pixel_values, question, histories[i], config):
-                if new_history is None:
-                    chats[i] = to_messages(histories[i], (question, text))
-                else:
-                    histories[i], chats[i] = new_history, to_messages(new_history)
-                yield f'{slot.label} is answering…', *chats, *histories
+            if slot.ready:
+                for chats[i], histories[i] in self._stream(slot, image, question, histories[i], config):
+                    yield f'{slot.label} is answering…', *chats, *histories
         answered = ' and '.join(s.label for s in self.slots if s.ready)
         yield f'Answered by {answered}.', *chats, *histories
 
+    @staticmethod
+    def _stream(slot: ModelSlot, image: Optional[str], question: str, history: List[Turn], config: dict):
+        """Yield ``(chat messages, history)`` of one column as its answer grows."""
+        pixel_values = slot.chat_model.pixel_values(image) if image else None
+        for text, new_history in stream_turn(slot.chat_model, pixel_values, question, history, config):
+            if new_history is None:
+                yield to_messages(history, (question, text)), history
+            else:
+                yield to_messages(new_history), new_history
+
+
+def settings_controls(settings: GenerationSettings) -> list:
+    """max new tokens, decoding, temperature, top-p: the inputs of :meth:`ChatPage.ask` after the question."""
+    with gr.Accordion('Generation settings', open=False):
+        return [gr.Slider(1, 2048, value=settings.max_new_tokens, step=1, label='Max new tokens',
+                          elem_id='max-new-tokens'),
+                gr.Radio([GREEDY, SAMPLING], value=SAMPLING if settings.do_sample else GREEDY,
+                         label='Decoding (greedy: the same answers as chat())', elem_id='decoding'),
+                gr.Slider(0.05, 2.0, value=settings.temperature, step=0.05, label='Temperature'),
+                gr.Slider(0.05, 1.0, value=settings.top_p, step=0.05, label='Top-p')]
+
+
+def model_columns(slots: Sequence[ModelSlot]) -> list:
+    """One column per model: where it came from (or why it is not loaded) above its chat."""
+    chats = []
+    with gr.Row():
+        for slot in slots:
+            with gr.Column():
+                gr.Markdown(slot_header(slot), elem_id=f'model-{slot_key(slot)}')
+                chats.append(gr.Chatbot(label=slot.label, elem_id=f'chat-{slot_key(slot)}', height=420,
+                                        render_markdown=False, feedback_options=None,
+                                        buttons=['copy', 'copy_all']))  # no "share" to HF Spaces
+    return chats
+
 
 def build_app(slots: Sequence[ModelSlot], examples: Sequence[Example] = (),
-              max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, settings: GenerationSettings = GenerationSettings()
+              max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, settings: Optional[GenerationSettings] = None
               ) -> gr.Blocks:
+    """The page for ``slots``; ``settings`` are the initial generation controls."""
     page = ChatPage(slots, max_image_pixels)
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.Markdown(f'## {TITLE}')
@@ -108,33 +137,18 @@ def build_app(slots: Sequence[ModelSlot], examples: Sequence[Example] = (),
                 with gr.Row():
                     ask = gr.Button('Ask', variant='primary', elem_id='ask')
                     new = gr.Button('New conversation', elem_id='new')
-                with gr.Accordion('Generation settings', open=False):
-                    max_new_tokens = gr.Slider(1, 2048, value=settings.max_new_tokens, step=1,
-                                               label='Max new tokens', elem_id='max-new-tokens')
-                    decoding = gr.Radio([GREEDY, SAMPLING], value=SAMPLING if settings.do_sample else GREEDY,
-                                        label='Decoding (greedy: the same answers as chat())', elem_id='decoding')
-                    temperature = gr.Slider(0.05, 2.0, value=settings.temperature, step=0.05, label='Temperature')
-                    top_p = gr.Slider(0.05, 1.0, value=settings.top_p, step=0.05, label='Top-p')
-            with gr.Column(scale=2), gr.Row():
-                chats = []
-                for slot in slots:
-                    with gr.Column():
-                        gr.Markdown(slot_header(slot), elem_id=f'model-{slot_key(slot)}')
-                        chats.append(gr.Chatbot(label=slot.label, elem_id=f'chat-{slot_key(slot)}', height=420,
-                                                render_markdown=False, feedback_options=None,
-                                                buttons=['copy', 'copy_all']))  # no "share" to HF Spaces
+                controls = settings_controls(settings or GenerationSettings())
+            with gr.Column(scale=2):
+                chats = model_columns(slots)
         histories = [gr.State([]) for _ in slots]
         if examples:
             gr.Examples([list(e) for e in examples], inputs=[image, question], label='Held-out samples',
                         elem_id='samples')
-        inputs = [image, question, max_new_tokens, decoding, temperature, top_p, *histories]
-        outputs = [status, *chats, *histories]
+        inputs, outputs = [image, question, *controls, *histories], [status, *chats, *histories]
         ask.click(page.ask, inputs, outputs)
         question.submit(page.ask, inputs, outputs)
-        new.click(page.reset, None, outputs)
-        image.change(page.reset, None, outputs)
-        for chat in chats:  # the chat's own trash button: a new conversation for every column
-            chat.clear(page.reset, None, outputs)
+        for event in (new.click, image.change, *(chat.clear for chat in chats)):  # a new conversation
+            event(page.reset, None, outputs)
     return app
 
 

@@ -96,6 +96,16 @@ def ask(page, question: str, expect: str) -> str:
     return page.locator('#status').inner_text()
 
 
+WATCH_STREAM = """() => {
+    window.seenTexts = [];
+    new MutationObserver(() => {
+        const bots = document.querySelectorAll('#chat-base [data-testid=bot]');
+        const text = bots.length ? bots[bots.length - 1].innerText : null;
+        if (text !== null && window.seenTexts[window.seenTexts.length - 1] !== text) window.seenTexts.push(text);
+    }).observe(document.querySelector('#chat-base'), {subtree: true, childList: true, characterData: true});
+}"""
+
+
 def bot_messages(page, key: str) -> list:
     return page.locator(f'#chat-{key} [data-testid=bot]').all_inner_texts()
 
@@ -105,14 +115,18 @@ def test_page_answers_equal_native_chat(page, server, base_dir, finetuned_dir, w
     image = web_sample_dir / heldout_record['image']
     questions = ['这张图片里有什么？', '再讲一个梗']
     upload(page, image)
+    page.evaluate(WATCH_STREAM)  # every text the base column's answer shows while it grows
     for question in questions:
         ask(page, question, 'Answered by Base and Fine-tuned')
+        if question == questions[0]:
+            seen = page.evaluate('window.seenTexts')
     page.screenshot(path=str(tmp_path / 'web_demo.png'), full_page=True)
 
     expected_base = native_chat(base_dir, image, questions, MAX_NEW_TOKENS)
     expected_finetuned = native_chat(finetuned_dir, image, questions, MAX_NEW_TOKENS)
     assert expected_base != expected_finetuned  # the two columns really come from two models
     assert bot_messages(page, 'base') == expected_base
+    assert seen[-1] == expected_base[0] and any(text and text != seen[-1] for text in seen), seen  # streamed
     assert bot_messages(page, 'finetuned') == expected_finetuned
     assert page.locator('#chat-base [data-testid=user]').all_inner_texts() == questions
     assert (tmp_path / 'web_demo.png').stat().st_size > 10_000

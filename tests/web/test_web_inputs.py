@@ -151,3 +151,10 @@ def test_demo_hint_is_a_command_the_parser_accepts(tmp_path):
     assert args.host == '127.0.0.1' and 'http://127.0.0.1:7860' in hint
     with pytest.raises(SystemExit):
         parse_args(['base', '--config', 'c.py'])  # --checkpoint missing
+
+
+def test_unreadable_examples_file_stops_the_command_with_a_message(tmp_path, capsys):
+    from xtuner_ext.web.launch import main
+
+    assert main([str(tmp_path / 'model'), '--examples', str(tmp_path / 'heldout.json')]) == 2
+    assert f'--examples {tmp_path / "heldout.json"}: ' in capsys.readouterr().err

@@ -68,8 +68,8 @@ def open_hint(model_dir: Path, config: Path, checkpoint: Path, examples: Path) -
             f'  then open http://{DEFAULT_HOST}:{DEFAULT_PORT}')
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
+def load_slots(args: argparse.Namespace) -> list:
+    """Base, and the fine-tune when given; a folder that cannot be loaded is reported here and in the page."""
     from .loading import default_device, load_slot, load_trained_slot
 
     device = args.device or default_device()
@@ -81,9 +81,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     for slot in slots:
         if not slot.ready:
             print(f'xtuner-ext web: {slot.label}: {slot.error}', file=sys.stderr)
+    return slots
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        examples = load_examples(args.examples, args.max_examples) if args.examples else []
+    except (OSError, ValueError) as exc:  # DataFormatError is a ValueError naming the file
+        print(f'xtuner-ext web: --examples {args.examples}: {exc}', file=sys.stderr)
+        return 2
+    slots = load_slots(args)
     if not any(slot.ready for slot in slots):
         return 2
-    examples = load_examples(args.examples, args.max_examples) if args.examples else []
 
     from .app import build_app
     app = build_app(slots, examples, args.max_image_pixels, GenerationSettings(args.max_new_tokens))

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # `xtuner <cmd>` starts its tools with the first `python` on PATH: make it the venv's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo test test-fast lock clean
+.PHONY: install demo test test-fast lock clean browser
 
 install: $(STAMP)
 
@@ -23,8 +23,12 @@ $(STAMP): requirements/lock.txt pyproject.toml
 demo: $(STAMP)
 	$(PY) tools/demo.py
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q -ra
+
+# The web demo's test drives Debian's headless chromium through playwright (never `playwright install`).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium chromium-driver)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -ra -m "not slow"

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from xtuner_ext.fileio import write_atomically
+from xtuner_ext.web.launch import open_hint
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'configs' / 'internvl' / 'internvl2_tiny_qlora.py'
@@ -118,6 +119,7 @@ def main(argv=None) -> int:
     if sum(last) / len(last) >= sum(first) / len(first):
         print('error: the loss did not fall', file=sys.stderr)
         return 1
+    print(open_hint(model_dir, CONFIG, checkpoint, data_dir / 'heldout.json'))
     return 0
 
 

@@ -17,6 +17,7 @@ import sys
 # They are looked up before the stock modes, and imported only when run.
 OWN_COMMANDS = {
     'mmbench': 'xtuner_ext.evaluation.mmbench.cli:main',
+    'web': 'xtuner_ext.web.launch:main',
 }
 
 

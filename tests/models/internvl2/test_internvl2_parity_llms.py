@@ -19,9 +19,8 @@ FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures'
 CASES = {  # fixture folder -> (LLM architecture, template)
     'internvl2_tiny_qwen2': ('Qwen2ForCausalLM', 'Hermes-2'),
     'internvl2_tiny_phi3': ('Phi3ForCausalLM', 'phi3-chat'),
+    'internvl2_tiny_vit6b': ('InternLM2ForCausalLM', 'internlm2-chat'),
 }
-if (FIXTURES / 'internvl2_tiny_vit6b').is_dir():
-    CASES['internvl2_tiny_vit6b'] = ('InternLM2ForCausalLM', 'internlm2-chat')
 
 
 @pytest.fixture(scope='module', params=sorted(CASES))
@@ -38,6 +37,10 @@ def test_architecture_and_template(case):
     name, _, ref, _, model = case
     assert (model.llm_arch_name, model.template) == CASES[name]
     assert model.num_image_token == ref['num_image_token']
+    vision = model.config.vision
+    if name == 'internvl2_tiny_vit6b':  # the InternViT-6B layout, not the 300M one
+        assert (vision.norm_type, vision.qk_normalization, vision.qkv_bias) == ('rms_norm', True, False)
+        assert model.vision_model.encoder.layers[0].attn.q_norm.weight.shape == (vision.hidden_size,)
 
 
 def test_processor_prompt_and_ids_match_official(case):

@@ -1,7 +1,7 @@
 # InternVL2-1B (Qwen2-0.5B-Instruct) full fine-tune (LLM + projector; ViT frozen): not in stock XTuner, so the 2B
 # settings.
 #
-#   NPROC_PER_NODE=8 xtuner train xtuner_ext_internvl2_1b_full --deepspeed deepspeed_zero1
+#   NPROC_PER_NODE=8 xtuner train xtuner_ext_internvl2_1b_full --deepspeed deepspeed_zero1  # as for 2B
 
 _base_ = ['./internvl2_2b_full.py']
 

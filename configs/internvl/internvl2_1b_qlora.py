@@ -1,6 +1,6 @@
 # InternVL2-1B (Qwen2-0.5B-Instruct) QLoRA (4-bit NF4 LLM + LoRA): not in stock XTuner, so the 2B settings.
 #
-#   NPROC_PER_NODE=8 xtuner train xtuner_ext_internvl2_1b_qlora --deepspeed deepspeed_zero1
+#   NPROC_PER_NODE=8 xtuner train xtuner_ext_internvl2_1b_qlora --deepspeed deepspeed_zero1  # as for 2B
 
 _base_ = ['./internvl2_1b_lora.py']
 

@@ -1,6 +1,7 @@
 # InternVL2-8B (InternLM2.5-7B-chat) LoRA, settings of stock internvl_v2_internlm2_5_8b_lora_finetune.py.
 #
 #   NPROC_PER_NODE=8 xtuner train xtuner_ext_internvl2_8b_lora --deepspeed deepspeed_zero1
+# (stock XTuner names no ZeRO stage for 8B; ZeRO-1 as for 2B/4B, deepspeed_zero2 if memory is short)
 
 _base_ = ['./internvl2_2b_lora.py']
 

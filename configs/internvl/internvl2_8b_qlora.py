@@ -2,6 +2,7 @@
 # internvl_v2_internlm2_5_8b_qlora_finetune.py.
 #
 #   NPROC_PER_NODE=8 xtuner train xtuner_ext_internvl2_8b_qlora --deepspeed deepspeed_zero1
+# (stock XTuner names no ZeRO stage for 8B; ZeRO-1 as for 2B/4B, deepspeed_zero2 if memory is short)
 
 _base_ = ['./internvl2_8b_lora.py']
 

@@ -2,10 +2,12 @@
 
     python bench/train_step.py --preset internvl2-2b --epochs 2 --out bench.json   # on a GPU
     python bench/train_step.py --preset tiny --epochs 1                             # on the CPU
+    python bench/train_step.py --preset internvl2-4b --epochs 2 --batch-size 8      # stock 4B QLoRA settings
 
 Builds a random-weight model of the preset's architecture (no real weights exist here) and the
 embedded CLoT-style sample, trains with the matching config (internvl2_2b_qlora.py settings for
-the 2B preset: batch 4, max_dynamic_patch 6, gradient checkpointing, nf4 LLM, LoRA r=128), and
+the 2B preset: batch 4, max_dynamic_patch 6, gradient checkpointing, nf4 LLM, LoRA r=128; the 1B and 4B
+presets train with internvl2_1b_qlora.py / internvl2_4b_qlora.py, stock XTuner's settings), and
 reads the per-iteration `time`, `data_time` and `memory` (peak allocated MiB, CUDA only) that
 mmengine logs. Iterations before --skip are warm-up and not counted.
 """
@@ -22,7 +24,8 @@ from pathlib import Path
 from xtuner_ext.fileio import write_atomically
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = {'internvl2-2b': 'internvl2_2b_qlora.py', 'tiny': 'internvl2_tiny_qlora.py'}
+CONFIGS = {'internvl2-1b': 'internvl2_1b_qlora.py', 'internvl2-2b': 'internvl2_2b_qlora.py',
+           'internvl2-4b': 'internvl2_4b_qlora.py', 'tiny': 'internvl2_tiny_qlora.py'}
 ITER = re.compile(r'Iter\(train\) \[\s*(\d+)/\d+\].*?time: ([0-9.]+)\s+data_time: ([0-9.]+)(?:.*?memory: (\d+))?'
                   r'.*?loss: ([0-9.]+)')
 

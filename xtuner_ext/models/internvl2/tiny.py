@@ -2,8 +2,9 @@
 
 ``make_tiny_model`` writes ``config.json`` (official ``InternVLChatConfig`` layout, ``auto_map``
 included), ``generation_config.json``, ``model.safetensors`` (bf16) and tokenizer files. The
-``tiny`` preset is the embedded default for demos and tests; ``internvl2-2b`` has the real
-InternVL2-2B dimensions (random weights, small tokenizer) for full-size benchmarks.
+``tiny`` preset is the embedded default for demos and tests (``llm='qwen2'`` / ``'phi3'`` give the 1B's and
+4B's LLM families with their templates); ``internvl2-1b`` ... ``internvl2-26b`` have the released models'
+dimensions (random weights, small tokenizer) for meta-device checks and full-size benchmarks.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Callable, Dict, Tuple, Union
 
 import torch
 import transformers
@@ -84,8 +85,11 @@ def training_corpus() -> list:
     return [line for line in _CORPUS.splitlines() if line.strip()]
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level BPE trained on the built-in corpus; ``<s>`` is prepended like InternLM2's tokenizer."""
+def build_tokenizer(role_tokens: Tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on the built-in corpus; ``<s>`` is prepended like InternLM2's tokenizer.
+
+    ``role_tokens``: a template's own special tokens (Phi-3's ``<|end|>`` ...), appended after the others.
+    """
     tokenizer = Tokenizer(models.BPE(unk_token='<unk>'))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -95,23 +99,42 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer.post_processor = processors.TemplateProcessing(single='<s> $A', pair='<s> $A $B',
                                                              special_tokens=[('<s>', tokenizer.token_to_id('<s>'))])
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token='<s>', eos_token='</s>', unk_token='<unk>',
-                                   pad_token='</s>', additional_special_tokens=list(ADDED_SPECIAL_TOKENS),
+                                   pad_token='</s>', additional_special_tokens=list(ADDED_SPECIAL_TOKENS + tuple(role_tokens)),
                                    model_max_length=8192, clean_up_tokenization_spaces=False)
 
 
 # ---- architecture presets ----
+_VIT_300M = dict(vit_hidden=1024, vit_layers=24, vit_heads=16, vit_intermediate=4096, vit_norm='layer_norm',
+                 qk_normalization=False, qkv_bias=True)  # InternViT-300M-448px (InternVL2-1B..8B)
+_VIT_6B = dict(vit_hidden=3200, vit_layers=45, vit_heads=25, vit_intermediate=12800, vit_norm='rms_norm',
+               qk_normalization=True, qkv_bias=False)  # InternViT-6B-448px-V1-5 (InternVL2-26B)
+_TOP = dict(image_size=448, patch_size=14, downsample_ratio=0.5, min_dynamic_patch=1, max_dynamic_patch=12,
+            select_layer=-1)
 PRESETS: Dict[str, Dict[str, Any]] = {
     'tiny': dict(vit_hidden=64, vit_layers=2, vit_heads=4, vit_intermediate=128, vit_norm='layer_norm',
-                 qk_normalization=False, qkv_bias=True, llm_hidden=64, llm_layers=2, llm_heads=4, llm_kv_heads=2,
-                 llm_intermediate=128, llm_bias=False, vocab_size=None, image_size=448, patch_size=14,
-                 downsample_ratio=0.5, min_dynamic_patch=1, max_dynamic_patch=6, select_layer=-1),
-    # InternVL2-2B: InternViT-300M-448px + internlm2-chat-1_8b (2,205,754,368 parameters).
-    'internvl2-2b': dict(vit_hidden=1024, vit_layers=24, vit_heads=16, vit_intermediate=4096, vit_norm='layer_norm',
-                         qk_normalization=False, qkv_bias=True, llm_hidden=2048, llm_layers=24, llm_heads=16,
-                         llm_kv_heads=8, llm_intermediate=8192, llm_bias=False, vocab_size=92553, image_size=448,
-                         patch_size=14, downsample_ratio=0.5, min_dynamic_patch=1, max_dynamic_patch=12,
-                         select_layer=-1),
+                 qk_normalization=False, qkv_bias=True, llm='internlm2', llm_hidden=64, llm_layers=2, llm_heads=4,
+                 llm_kv_heads=2, llm_intermediate=128, llm_bias=False, vocab_size=None, image_size=448,
+                 patch_size=14, downsample_ratio=0.5, min_dynamic_patch=1, max_dynamic_patch=6, select_layer=-1),
+    # The released models' dimensions (random weights, small tokenizer), for meta builds and benchmarks.
+    # InternVL2-1B: InternViT-300M + Qwen2-0.5B-Instruct.
+    'internvl2-1b': dict(_VIT_300M, llm='qwen2', llm_hidden=896, llm_layers=24, llm_heads=14, llm_kv_heads=2,
+                         llm_intermediate=4864, llm_bias=True, vocab_size=151655, **_TOP),
+    # InternVL2-2B: InternViT-300M + internlm2-chat-1_8b (2,205,754,368 parameters).
+    'internvl2-2b': dict(_VIT_300M, llm='internlm2', llm_hidden=2048, llm_layers=24, llm_heads=16, llm_kv_heads=8,
+                         llm_intermediate=8192, llm_bias=False, vocab_size=92553, **_TOP),
+    # InternVL2-4B: InternViT-300M + Phi-3-mini-128k-instruct.
+    'internvl2-4b': dict(_VIT_300M, llm='phi3', llm_hidden=3072, llm_layers=32, llm_heads=32, llm_kv_heads=32,
+                         llm_intermediate=8192, llm_bias=False, vocab_size=32020, **_TOP),
+    # InternVL2-8B: InternViT-300M + internlm2_5-7b-chat.
+    'internvl2-8b': dict(_VIT_300M, llm='internlm2', llm_hidden=4096, llm_layers=32, llm_heads=32, llm_kv_heads=8,
+                         llm_intermediate=14336, llm_bias=False, vocab_size=92553, **_TOP),
+    # InternVL2-26B: InternViT-6B-448px-V1-5 + internlm2-chat-20b.
+    'internvl2-26b': dict(_VIT_6B, llm='internlm2', llm_hidden=6144, llm_layers=48, llm_heads=48, llm_kv_heads=8,
+                          llm_intermediate=16384, llm_bias=False, vocab_size=92553, **_TOP),
 }
+# Per LLM family: the official chat template and the role tokens its tokenizer must hold.
+TEMPLATES = {'internlm2': 'internlm2-chat', 'qwen2': 'Hermes-2', 'phi3': 'phi3-chat'}
+ROLE_TOKENS = {'internlm2': (), 'qwen2': (), 'phi3': ('<|end|>', '<|system|>', '<|user|>', '<|assistant|>')}
 
 
 def _settings(preset: str, overrides: Dict[str, Any]) -> Dict[str, Any]:
@@ -120,6 +143,8 @@ def _settings(preset: str, overrides: Dict[str, Any]) -> Dict[str, Any]:
     unknown = set(overrides) - set(PRESETS[preset])
     if unknown:
         raise TypeError(f'unknown override(s) {sorted(unknown)}; allowed: {sorted(PRESETS[preset])}')
+    if overrides.get('llm', 'internlm2') not in LLM_CONFIGS:
+        raise ValueError(f"unknown llm {overrides['llm']!r}; choose one of {sorted(LLM_CONFIGS)}")
     return {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
 
 
@@ -130,18 +155,8 @@ def _base_config(**fields: Any) -> Dict[str, Any]:
     return config
 
 
-def official_config_dict(preset: str = 'tiny', **overrides: Any) -> Dict[str, Any]:
-    """``config.json`` content, in the official layout, for a preset with overrides."""
-    s = _settings(preset, overrides)
-    vocab_size = s['vocab_size'] or len(build_tokenizer())
-    vision = _base_config(
-        architectures=['InternVisionModel'], model_type='intern_vit_6b', attention_dropout=0.0, drop_path_rate=0.0,
-        dropout=0.0, hidden_act='gelu', hidden_size=s['vit_hidden'], image_size=s['image_size'],
-        initializer_factor=1.0, initializer_range=0.02, intermediate_size=s['vit_intermediate'],
-        layer_norm_eps=1e-6, norm_type=s['vit_norm'], num_attention_heads=s['vit_heads'], num_channels=3,
-        num_hidden_layers=s['vit_layers'], patch_size=s['patch_size'], qk_normalization=s['qk_normalization'],
-        qkv_bias=s['qkv_bias'], use_flash_attn=False, torch_dtype='bfloat16', tie_word_embeddings=True)
-    llm = _base_config(
+def _internlm2_llm_config(s: Dict[str, Any], vocab_size: int) -> Dict[str, Any]:
+    return _base_config(
         architectures=['InternLM2ForCausalLM'], model_type='internlm2', attn_implementation='eager',
         auto_map={'AutoConfig': 'configuration_internlm2.InternLM2Config',
                   'AutoModel': 'modeling_internlm2.InternLM2ForCausalLM',
@@ -152,6 +167,49 @@ def official_config_dict(preset: str = 'tiny', **overrides: Any) -> Dict[str, An
         num_key_value_heads=s['llm_kv_heads'], rms_norm_eps=1e-5, rope_scaling={'factor': 2.0, 'type': 'dynamic'},
         rope_theta=1000000, tie_word_embeddings=False, torch_dtype='bfloat16', use_cache=True,
         vocab_size=vocab_size)
+
+
+def _qwen2_llm_config(s: Dict[str, Any], vocab_size: int) -> Dict[str, Any]:
+    """Qwen2-0.5B-Instruct's values; q/k/v always carry a bias in Qwen2 (``llm_bias`` is not read)."""
+    return _base_config(
+        architectures=['Qwen2ForCausalLM'], model_type='qwen2', attn_implementation='eager', bos_token_id=1,
+        eos_token_id=2, hidden_act='silu', hidden_size=s['llm_hidden'], initializer_range=0.02,
+        intermediate_size=s['llm_intermediate'], max_position_embeddings=32768, max_window_layers=s['llm_layers'],
+        num_attention_heads=s['llm_heads'], num_hidden_layers=s['llm_layers'], num_key_value_heads=s['llm_kv_heads'],
+        rms_norm_eps=1e-6, rope_theta=1000000.0, sliding_window=32768, use_sliding_window=False,
+        tie_word_embeddings=False, torch_dtype='bfloat16', use_cache=True, vocab_size=vocab_size)
+
+
+def _phi3_llm_config(s: Dict[str, Any], vocab_size: int) -> Dict[str, Any]:
+    """Phi-3-mini-128k-instruct's values; the ``su`` RoPE factors are placeholders of the right length."""
+    half_head = s['llm_hidden'] // s['llm_heads'] // 2
+    return _base_config(
+        architectures=['Phi3ForCausalLM'], model_type='phi3', attn_implementation='eager', attention_dropout=0.0,
+        bos_token_id=1, eos_token_id=2, pad_token_id=2, embd_pdrop=0.0, resid_pdrop=0.0, hidden_act='silu',
+        hidden_size=s['llm_hidden'], initializer_range=0.02, intermediate_size=s['llm_intermediate'],
+        max_position_embeddings=131072, original_max_position_embeddings=4096,
+        num_attention_heads=s['llm_heads'], num_hidden_layers=s['llm_layers'], num_key_value_heads=s['llm_kv_heads'],
+        rms_norm_eps=1e-5, rope_theta=10000.0, sliding_window=262144,
+        rope_scaling={'type': 'su', 'short_factor': [1.0] * half_head, 'long_factor': [1.0] * half_head},
+        tie_word_embeddings=False, torch_dtype='bfloat16', use_cache=True, vocab_size=vocab_size)
+
+
+LLM_CONFIGS: Dict[str, Callable[[Dict[str, Any], int], Dict[str, Any]]] = {
+    'internlm2': _internlm2_llm_config, 'qwen2': _qwen2_llm_config, 'phi3': _phi3_llm_config}
+
+
+def official_config_dict(preset: str = 'tiny', **overrides: Any) -> Dict[str, Any]:
+    """``config.json`` content, in the official layout, for a preset with overrides."""
+    s = _settings(preset, overrides)
+    vocab_size = s['vocab_size'] or len(build_tokenizer(ROLE_TOKENS[s['llm']]))
+    vision = _base_config(
+        architectures=['InternVisionModel'], model_type='intern_vit_6b', attention_dropout=0.0, drop_path_rate=0.0,
+        dropout=0.0, hidden_act='gelu', hidden_size=s['vit_hidden'], image_size=s['image_size'],
+        initializer_factor=1.0, initializer_range=0.02, intermediate_size=s['vit_intermediate'],
+        layer_norm_eps=1e-6, norm_type=s['vit_norm'], num_attention_heads=s['vit_heads'], num_channels=3,
+        num_hidden_layers=s['vit_layers'], patch_size=s['patch_size'], qk_normalization=s['qk_normalization'],
+        qkv_bias=s['qkv_bias'], use_flash_attn=False, torch_dtype='bfloat16', tie_word_embeddings=True)
+    llm = LLM_CONFIGS[s['llm']](s, vocab_size)
     config = {
         '_commit_hash': None, '_name_or_path': 'internvl2_' + preset.replace('-', '_'),
         'architectures': ['InternVLChatModel'],
@@ -161,7 +219,7 @@ def official_config_dict(preset: str = 'tiny', **overrides: Any) -> Dict[str, An
         'downsample_ratio': s['downsample_ratio'], 'dynamic_image_size': True, 'force_image_size': s['image_size'],
         'hidden_size': s['llm_hidden'], 'llm_config': llm, 'max_dynamic_patch': s['max_dynamic_patch'],
         'min_dynamic_patch': s['min_dynamic_patch'], 'model_type': 'internvl_chat', 'pad2square': False,
-        'ps_version': 'v2', 'select_layer': s['select_layer'], 'template': 'internlm2-chat',
+        'ps_version': 'v2', 'select_layer': s['select_layer'], 'template': TEMPLATES[s['llm']],
         'tie_word_embeddings': False, 'torch_dtype': 'bfloat16', 'transformers_version': None,
         'use_backbone_lora': 0, 'use_llm_lora': 0, 'use_thumbnail': True, 'vision_config': vision,
     }
@@ -211,6 +269,7 @@ def make_tiny_model(out_dir: Union[str, Path], seed: int = 0, preset: str = 'tin
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f'{out_dir} already exists; pass overwrite=True (--overwrite) to replace it')
+    family = _settings(preset, overrides)['llm']
     config = InternVLChatConfig(official_config_dict(preset, **overrides), source=preset)
     with torch.device('meta'):
         model = InternVLChatModel(config)
@@ -219,7 +278,7 @@ def make_tiny_model(out_dir: Union[str, Path], seed: int = 0, preset: str = 'tin
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
-        build_tokenizer().save_pretrained(str(tmp))
+        build_tokenizer(ROLE_TOKENS[family]).save_pretrained(str(tmp))
         _apply_umask(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -29,3 +29,11 @@ def test_per_optimizer_schedules_are_squeezed_each():
 def test_built_schedulers_are_refused():
     with pytest.raises(TypeError, match='param_scheduler configs as dicts'):
         squeeze_schedules([object()], full_iters=10, cap=3, epoch_length=10)
+
+
+def test_uncapped_runs_keep_the_schedule_but_never_an_empty_warm_up():
+    """A small data set: 0.03 x 2 epochs of 5 iterations rounds to 0 in mmengine, which then refuses it."""
+    squeezed = squeeze_schedules(TWO_B, full_iters=10, cap=10, epoch_length=5)
+    assert [(s['begin'], s['end']) for s in squeezed] == [(0, 1), (0, 30)]
+    full = squeeze_schedules(TWO_B, full_iters=3000, cap=3000, epoch_length=500)
+    assert [(s['begin'], s['end']) for s in full] == [(0, 90), (90, 3000)]

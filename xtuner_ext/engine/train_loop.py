@@ -4,6 +4,10 @@ Stock ``max_iters`` cannot replace ``max_epochs`` from the command line (XTuner 
 once, and the warm-up, computed from the full run, then ends after the run). The cap keeps the
 configured run and squeezes its whole learning-rate schedule into the capped iterations, so a
 smoke test sees warm-up and decay in proportion, ending where the full run would.
+
+Every schedule is rewritten in iterations with at least one iteration per scheduler, capped or
+not: mmengine rounds an epoch-based warm-up (``0.03 x epochs``) of a small data set down to zero
+iterations and then refuses it ("end should be larger than begin").
 """
 from __future__ import annotations
 
@@ -20,14 +24,14 @@ class CappedTrainLoop(TrainLoop):
 
     def __init__(self, runner, dataloader, max_iters=None, max_epochs=None, iter_cap: Optional[int] = None, **kwargs):
         super().__init__(runner, dataloader, max_iters=max_iters, max_epochs=max_epochs, **kwargs)
-        if iter_cap is None or iter_cap >= self._max_iters:
-            return
-        if int(iter_cap) != iter_cap or iter_cap < 1:
+        if iter_cap is not None and (int(iter_cap) != iter_cap or iter_cap < 1):
             raise ValueError(f'train_cfg.iter_cap must be a whole number >= 1, got {iter_cap!r}')
-        runner.param_schedulers = squeeze_schedules(runner.param_schedulers, self._max_iters, int(iter_cap),
+        cap = self._max_iters if iter_cap is None else min(int(iter_cap), self._max_iters)
+        runner.param_schedulers = squeeze_schedules(runner.param_schedulers, self._max_iters, cap,
                                                     len(self.dataloader))
-        self._max_iters = int(iter_cap)
-        self._max_epochs = math.ceil(iter_cap / len(self.dataloader))
+        if cap < self._max_iters:
+            self._max_iters = cap
+            self._max_epochs = math.ceil(cap / len(self.dataloader))
 
 
 def squeeze_schedules(schedules, full_iters: int, cap: int, epoch_length: int):

@@ -99,3 +99,14 @@ def test_load_save_is_bit_exact(case, tmp_path):
     assert hashlib.sha256((tmp_path / 'model.safetensors').read_bytes()).hexdigest() == ref['model_safetensors_sha256']
     for name in ('model.safetensors', 'config.json', 'generation_config.json'):
         assert (tmp_path / name).read_bytes() == (folder / name).read_bytes(), name
+
+
+def test_rope_tables_move_with_the_model():
+    """Phi-3's long-RoPE swaps ``original_inv_freq`` back in at every forward: it must follow ``.to()``."""
+    from xtuner_ext.models.internvl2 import InternVLChatModel
+
+    model = InternVLChatModel.from_pretrained(FIXTURES / 'internvl2_tiny_phi3')
+    rotary = [m for m in model.modules() if type(m).__name__.endswith('RotaryEmbedding')]
+    assert rotary and all(m._buffers.keys() >= {'inv_freq', 'original_inv_freq'} for m in rotary)
+    model.to(torch.float64)  # any .to() reaches buffers; on a GPU this is the device move
+    assert all(m.original_inv_freq.dtype == torch.float64 for m in rotary)

@@ -92,3 +92,18 @@ def materialize_rotary_buffers(model: nn.Module, device: torch.device) -> None:
     left = [name for name, buffer in model.named_buffers() if buffer.is_meta]
     if left:
         raise RuntimeError(f'buffers still on the meta device after loading: {left[:8]}')
+    keep_rope_tables_with_the_model(model)
+
+
+def keep_rope_tables_with_the_model(model: nn.Module) -> None:
+    """Make ``original_inv_freq`` a buffer, so ``model.to(device)`` moves it.
+
+    transformers 4.48 keeps it as a plain attribute; Phi-3's long-RoPE (InternVL2-4B) swaps it back in
+    as ``inv_freq`` at every forward, so a model built on the CPU and moved to a GPU fails there with
+    "Expected all tensors to be on the same device".
+    """
+    for module in model.modules():
+        table = module.__dict__.get('original_inv_freq')
+        if type(module).__name__.endswith('RotaryEmbedding') and torch.is_tensor(table):
+            del module.original_inv_freq
+            module.register_buffer('original_inv_freq', table, persistent=False)

@@ -16,6 +16,9 @@ import sys
 # xtuner_ext's own commands: name -> 'module:function' taking argv and returning an exit code.
 # They are looked up before the stock modes, and imported only when run.
 OWN_COMMANDS = {
+    'convert-official': 'xtuner_ext.convert.convert_cli:main',
+    'convert': 'xtuner_ext.convert.convert_cli:convert_command',
+    'chat': 'xtuner_ext.chat_cli:main',
 }
 
 

@@ -166,6 +166,7 @@ def redirect_internvl2_pth_to_hf(config_module) -> None:
         model_type = (cfg.get('model') or {}).get('type')
         if (model_type if isinstance(model_type, str) else getattr(model_type, '__name__', '')) == 'InternVL2QLoRA':
             from xtuner_ext.convert.stock_pth_to_hf import run_for_stock_tool  # imported when first needed
+            config_module.Config.fromfile = staticmethod(load)  # the converter reads the config itself
             raise SystemExit(run_for_stock_tool(str(filename), sys.argv[1:]))
         return cfg
 

@@ -21,6 +21,7 @@ import torch
 from xtuner_ext.fileio import write_atomically
 
 from .checks import Comparison, Outputs, compare, probes_from, run_probes
+from .merge import check_fits
 from .official_folder import KeyAccountingError, place, staging_folder, write_official_folder
 from .trained_state import CheckpointMismatchError, read_trained_state
 
@@ -151,6 +152,7 @@ def convert(args) -> int:
 
     step(1, f'reading {args.checkpoint}')
     state = read_trained_state(args.checkpoint)
+    check_fits(state, model_cfg)
     probes = probes_from(check_data_file(cfg, args.heldout), image_folder(cfg), args.check_samples)
     step(2, f'trained model (as trained: quantized base + LoRA) on {len(probes)} held-out input(s)')
     trained = trained_outputs(model_cfg, state, probes, generation_config)

@@ -13,7 +13,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from .trained_state import check_lora_fits
+from .trained_state import CheckpointMismatchError, check_lora_fits
 
 LLM_PREFIX = 'model.language_model.'
 VIT_PREFIX = 'model.vision_model.'
@@ -38,12 +38,22 @@ def build_qlora(settings: dict):
     return MODELS.build(settings)
 
 
+def check_fits(state: Dict[str, torch.Tensor], model_cfg: dict) -> None:
+    """The checkpoint's LoRA (rank, targets, which towers) must be the config's: checked before any
+    model is built, so a wrong config fails in seconds."""
+    check_lora_fits(state, model_cfg.get('llm_lora'), 'LLM', LLM_PREFIX)
+    check_lora_fits(state, model_cfg.get('visual_encoder_lora'), 'vision', VIT_PREFIX)
+
+
 def load_trained(model, state: Dict[str, torch.Tensor], settings: dict) -> None:
     """Check the checkpoint's LoRA against the config, then load strictly (the model's own check
     raises on any missing, unexpected or reshaped trainable)."""
-    check_lora_fits(state, settings.get('llm_lora'), 'LLM', LLM_PREFIX)
-    check_lora_fits(state, settings.get('visual_encoder_lora'), 'vision', VIT_PREFIX)
-    model.load_state_dict(state)
+    check_fits(state, settings)
+    try:
+        model.load_state_dict(state)
+    except ValueError as err:
+        raise CheckpointMismatchError(f"the checkpoint was not trained on the base model {settings['model_path']} "
+                                      f'(pass the training base with --base-model): {err}') from err
 
 
 def fold_lora(module: nn.Module) -> nn.Module:

@@ -116,7 +116,8 @@ def main(argv=None) -> int:
     if sum(last) / len(last) >= sum(first) / len(first):
         print('error: the loss did not fall', file=sys.stderr)
         return 1
-    return 0
+    from xtuner_ext.convert.demo_step import convert_and_answer
+    return convert_and_answer(CONFIG, checkpoint, work_dir / 'converted', data_dir)
 
 
 if __name__ == '__main__':

@@ -56,7 +56,9 @@ def test_folder_has_the_official_layout(converted, run):
     assert config['max_dynamic_patch'] == 2 and config['dynamic_image_size'] and config['use_thumbnail']
     assert config['torch_dtype'] == 'bfloat16' and config['auto_map']['AutoModel']
     base = Path(os.environ['XTUNER_EXT_MODEL_PATH'])
-    assert (converted / 'generation_config.json').read_bytes() == (base / 'generation_config.json').read_bytes()
+    generation = json.loads((converted / 'generation_config.json').read_text(encoding='utf-8'))
+    assert generation.pop('eos_token_id') == [2, 448]  # </s>, then <|im_end|> where chat() stops
+    assert generation == json.loads((base / 'generation_config.json').read_text(encoding='utf-8'))
     assert 'chat_template' in json.loads((converted / 'tokenizer_config.json').read_text(encoding='utf-8'))
     assert not list(converted.parent.glob('.converted.*')), 'the staging folder was left behind'
 
@@ -161,3 +163,39 @@ def test_stock_pth_to_hf_runs_this_converter(run, tmp_path):
     assert "has no attribute 'llm'" not in result.stderr
     config = json.loads((tmp_path / 'hf' / 'config.json').read_text(encoding='utf-8'))
     assert config['torch_dtype'] == 'float32' and (tmp_path / 'hf' / REPORT_NAME).is_file()
+
+
+OFFICIAL_CODE = REPO / '.official' / 'remote_code'
+
+
+@pytest.mark.skipif(not (OFFICIAL_CODE / 'modeling_internvl_chat.py').is_file(),
+                    reason='the official InternVL code is not available locally (as in CI); create it with '
+                           'python tools/official_remote_code.py <clone of OpenGVLab/InternVL>')
+def test_official_code_loads_the_converted_folder_strictly_and_answers_alike(run, tmp_path):
+    """A base folder that carries the official remote code: the converter copies it, transformers'
+    AutoModel(trust_remote_code=True) loads the result with no missing/unexpected keys, and the
+    official chat() gives our native chat()'s greedy answer."""
+    import shutil
+
+    from transformers import AutoModel, AutoTokenizer
+
+    from xtuner_ext.models.internvl2 import InternVL2Processor, InternVLChatModel
+
+    _, checkpoint = run
+    base = Path(shutil.copytree(os.environ['XTUNER_EXT_MODEL_PATH'], tmp_path / 'base_with_code'))
+    for file in OFFICIAL_CODE.glob('*.py'):
+        shutil.copy(file, base / file.name)
+    out = tmp_path / 'converted'
+    assert convert_main([str(CONFIG), str(checkpoint), str(out), '--base-model', str(base), '--check-samples', '1']) == 0
+    assert sorted(p.name for p in out.glob('*.py')) == sorted(p.name for p in OFFICIAL_CODE.glob('*.py'))
+
+    official, info = AutoModel.from_pretrained(str(out), trust_remote_code=True, torch_dtype=torch.float32,
+                                               output_loading_info=True)
+    assert info['missing_keys'] == [] and not info['unexpected_keys'] and info['mismatched_keys'] == []
+    probe = json.loads((out / REPORT_NAME).read_text(encoding='utf-8'))['probes'][0]
+    pixel_values = InternVL2Processor.from_pretrained(out).pixel_values(probe['image']).float()
+    generation = dict(max_new_tokens=24, do_sample=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(out), trust_remote_code=True, use_fast=False)
+    expected = official.eval().chat(tokenizer, pixel_values, probe['question'], dict(generation))
+    native = InternVLChatModel.from_pretrained(out, torch_dtype=torch.float32)
+    assert native.chat(tokenizer, pixel_values, probe['question'], dict(generation)) == expected

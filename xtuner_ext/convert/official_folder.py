@@ -2,7 +2,7 @@
 
 The folder holds what the official ``model.chat()``, transformers (``trust_remote_code=True``) and
 LMDeploy read: ``config.json`` (LoRA switches reset, the trained tiling and system message),
-``generation_config.json``, safetensors (sharded with an index when large), the base folder's
+``generation_config.json`` (stopping at the template's separator), safetensors (sharded with an index when large), the base folder's
 tokenizer files with a ``chat_template`` that renders the training prompt, and the base folder's
 official remote-code ``.py`` files (copied, never generated; our own loader never needs them).
 """
@@ -80,6 +80,18 @@ def copy_remote_code(base: Path, out: Path) -> List[str]:
     return names
 
 
+def stop_at_template_separator(out: Path, tokenizer, separator: str) -> list:
+    """Add the template's separator (``<|im_end|>``) to ``eos_token_id`` in generation_config.json, so
+    ``generate()`` and serving stacks (LMDeploy reads it) stop where the official ``chat()`` stops."""
+    file = out / 'generation_config.json'
+    config = json.loads(file.read_text(encoding='utf-8'))
+    eos = config.get('eos_token_id', tokenizer.eos_token_id)
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    config['eos_token_id'] = list(dict.fromkeys(eos + [tokenizer.convert_tokens_to_ids(separator)]))
+    file.write_text(json.dumps(config, indent=2, sort_keys=True) + '\n', encoding='utf-8')
+    return config['eos_token_id']
+
+
 # ---- key accounting ----
 def checkpoint_shapes(folder: Path) -> Dict[str, Tuple[int, ...]]:
     shapes = {}
@@ -113,6 +125,7 @@ def write_official_folder(model, processor, base: Path, out: Path, dtype: torch.
     model.save_pretrained(out, max_shard_size=max_shard_size)
     template = chat_template_jinja(processor.template, processor.system_message)
     return dict(tokenizer_files=copy_tokenizer_files(base, out, template), remote_code=copy_remote_code(base, out),
+                eos_token_id=stop_at_template_separator(out, processor.tokenizer, processor.stop_token),
                 keys=account_keys(base, out), shards=len(weight_files(out)))
 
 

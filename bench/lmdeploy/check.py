@@ -7,6 +7,8 @@ Runs on the GPU machine, in two Python environments (LMDeploy refuses the projec
                                           # converted by xtuner_ext (4-bit drift, reload check)
     python check.py native FOLDER IMAGE QUESTION JSON     # project env: our chat() on the GPU
     python check.py lmdeploy FOLDER IMAGE QUESTION JSON   # LMDeploy env: pipeline((question, image))
+    python check.py template FOLDER QUESTION JSON         # LMDeploy env, CPU is enough: the chat
+                                                          # template LMDeploy picks and its prompt
 
 Every step writes a JSON (answer, or the error it hit) so one failing step does not hide the others.
 """
@@ -95,10 +97,22 @@ def lmdeploy(folder: str, image: str, question: str, result: str) -> int:
     return 0
 
 
+def template(folder: str, question: str, result: str) -> int:
+    """The template LMDeploy's engine would pick for ``folder`` (``get_chat_template``, as AsyncEngine calls
+    it), with the prompt it renders for one image + question: no GPU needed."""
+    from lmdeploy.model import get_chat_template
+
+    chosen = get_chat_template(folder, None, trust_remote_code=True)
+    rendered = chosen.messages2prompt([{'role': 'user', 'content': '<img><IMG_CONTEXT></img>\n' + question}])
+    write(result, dict(folder=folder, template=type(chosen).__name__, prompt=rendered,
+                       stop_words=getattr(chosen, 'stop_words', None)))
+    return 0
+
+
 def main(argv) -> int:
     step, args = argv[0], argv[1:]
     try:
-        return {'full-size': full_size, 'native': native, 'lmdeploy': lmdeploy}[step](*args)
+        return {'full-size': full_size, 'native': native, 'lmdeploy': lmdeploy, 'template': template}[step](*args)
     except Exception as err:  # report the exact error in the step's JSON, then fail the step
         target = Path(args[-1]) if step != 'full-size' else Path(args[0]) / 'full_size.json'
         write(target, dict(error=f'{type(err).__name__}: {err}', traceback=traceback.format_exc()[-4000:]))

@@ -139,7 +139,9 @@ def place(staged: Path, save_dir: Path, overwrite: bool) -> None:
     """Rename the finished folder into place; an existing ``save_dir`` is replaced only with ``overwrite``."""
     umask = os.umask(0)
     os.umask(umask)
-    staged.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the folder from other users
+    staged.chmod(0o777 & ~umask)  # mkdtemp's 0700 (and safetensors' 0600) would hide them from other users
+    for file in staged.iterdir():
+        file.chmod(0o666 & ~umask)
     if not save_dir.exists():
         os.replace(staged, save_dir)
         return

@@ -199,3 +199,15 @@ def test_official_code_loads_the_converted_folder_strictly_and_answers_alike(run
     expected = official.eval().chat(tokenizer, pixel_values, probe['question'], dict(generation))
     native = InternVLChatModel.from_pretrained(out, torch_dtype=torch.float32)
     assert native.chat(tokenizer, pixel_values, probe['question'], dict(generation)) == expected
+
+
+def test_demo_ends_with_an_answer_from_the_converted_folder(run, tmp_path, capsys):
+    from xtuner_ext.convert.demo_step import convert_and_answer, first_heldout
+
+    _, checkpoint = run
+    data_dir = Path(os.environ['XTUNER_EXT_DATA_ROOT'])
+    assert convert_and_answer(CONFIG, checkpoint, tmp_path / 'converted', data_dir) == 0
+    image, _ = first_heldout(data_dir)
+    report = json.loads((tmp_path / 'converted' / REPORT_NAME).read_text(encoding='utf-8'))
+    assert report['probes'][0]['image'] == image  # the first held-out record, as the demo asks it
+    assert f"held-out image {Path(image).name}: {report['probes'][0]['merged']!r}" in capsys.readouterr().out

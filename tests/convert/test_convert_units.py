@@ -117,3 +117,15 @@ def test_stock_pth_to_hf_arguments_map_onto_the_converter():
         ['cfg.py', 'iter_3.pth', 'out', '--max-shard-size', '2GB', '--dtype', 'float32']
     with pytest.raises(SystemExit, match='--cfg-options is not supported'):
         converter_argv('cfg.py', ['name', 'iter_3.pth', 'out', '--cfg-options', 'a=1'])
+
+
+def test_convert_keeps_the_stock_modes_and_adds_ours():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).parent / 'xtuner-ext')
+    stock = subprocess.run([cli, 'convert', 'split', '--help'], capture_output=True, text=True)
+    ours = subprocess.run([cli, 'convert', '--help'], capture_output=True, text=True)
+    assert stock.returncode == 0 and 'usage: split.py' in stock.stdout
+    assert ours.returncode == 0 and 'usage: xtuner-ext convert-official' in ours.stdout

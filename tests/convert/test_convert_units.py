@@ -1,7 +1,6 @@
 """The converter's pieces on real files: checkpoint reading, LoRA fit, key accounting, chat template,
 atomic placement, the stock pth_to_hf argument mapping. Fast (no training run)."""
 import json
-import shutil
 
 import pytest
 import torch

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-import torch
 
 from xtuner_ext.fileio import write_atomically
 
@@ -139,16 +138,35 @@ def report(args, written: dict, drift: Comparison, reload: Comparison, probes, t
 
 
 # ---- main ----
-def convert(args) -> int:
-    save_dir = Path(args.save_dir).resolve()
-    if save_dir.exists() and not args.overwrite:
-        raise FileExistsError(f'{save_dir} already exists; pass --overwrite to replace it')
+def prepare(args):
+    """(config's model dict with --base-model applied, greedy generation settings, the config)."""
     cfg = load_config(args.config)
     model_cfg = dict(cfg.model)
     if args.base_model:
         model_cfg['model_path'] = args.base_model
+    return model_cfg, dict(model_cfg.get('generation_config') or GREEDY, do_sample=False), cfg
+
+
+def write_and_verify(args, base: Path, model, processor, staged: Path, probes, generation_config: dict,
+                     trained: Outputs, merged: Outputs):
+    """Write the folder into ``staged``, account for its keys, reload it; returns (written, drift, reload)."""
+    dtype = model.dtype
+    step(4, f'writing the official layout ({dtype}) into {staged.name}')
+    written = write_official_folder(model, processor, base, staged, dtype, args.max_shard_size)
+    step(5, 'reloading the folder with the native loader')
+    reload = compare(merged, reloaded_outputs(staged, dtype, model.device, probes, generation_config))
+    drift = compare(trained, merged)
+    result = report(args, written, drift, reload, probes, trained, merged)
+    write_atomically(staged / REPORT_NAME, (json.dumps(result, indent=2, ensure_ascii=False) + '\n').encode())
+    return written, drift, reload
+
+
+def convert(args) -> int:
+    save_dir = Path(args.save_dir).resolve()
+    if save_dir.exists() and not args.overwrite:
+        raise FileExistsError(f'{save_dir} already exists; pass --overwrite to replace it')
+    model_cfg, generation_config, cfg = prepare(args)
     base = Path(model_cfg['model_path'])
-    generation_config = dict(model_cfg.get('generation_config') or GREEDY, do_sample=False)
 
     step(1, f'reading {args.checkpoint}')
     state = read_trained_state(args.checkpoint)
@@ -157,17 +175,12 @@ def convert(args) -> int:
     step(2, f'trained model (as trained: quantized base + LoRA) on {len(probes)} held-out input(s)')
     trained = trained_outputs(model_cfg, state, probes, generation_config)
     step(3, f'full-precision base {base} + trained state, merging LoRA')
-    model, processor, dtype = merged_model(model_cfg, state, args.dtype)
+    model, processor, _ = merged_model(model_cfg, state, args.dtype)
     merged = run_probes(model, processor, probes, generation_config)
     staged = staging_folder(save_dir)
     try:
-        step(4, f'writing the official layout ({dtype}) into {staged.name}')
-        written = write_official_folder(model, processor, base, staged, dtype, args.max_shard_size)
-        step(5, 'reloading the folder with the native loader')
-        reload = compare(merged, reloaded_outputs(staged, dtype, model.device, probes, generation_config))
-        drift = compare(trained, merged)
-        result = report(args, written, drift, reload, probes, trained, merged)
-        write_atomically(staged / REPORT_NAME, (json.dumps(result, indent=2, ensure_ascii=False) + '\n').encode())
+        written, drift, reload = write_and_verify(args, base, model, processor, staged, probes, generation_config,
+                                                  trained, merged)
         print(summary_table(written, drift, reload))
         if reload.answers_agree != reload.samples:
             print('error: the reloaded folder answers differently from the merged model; nothing was written to '

@@ -125,6 +125,9 @@ def test_convert_keeps_the_stock_modes_and_adds_ours():
 
     cli = str(Path(sys.executable).parent / 'xtuner-ext')
     stock = subprocess.run([cli, 'convert', 'split', '--help'], capture_output=True, text=True)
-    ours = subprocess.run([cli, 'convert', '--help'], capture_output=True, text=True)
+    helps = subprocess.run([cli, 'convert', '--help'], capture_output=True, text=True)
+    ours = subprocess.run([cli, 'convert', 'config.py'], capture_output=True, text=True)
     assert stock.returncode == 0 and 'usage: split.py' in stock.stdout
-    assert ours.returncode == 0 and 'usage: xtuner-ext convert-official' in ours.stdout
+    assert helps.returncode == 0 and 'pth_to_hf' in helps.stdout + helps.stderr
+    assert 'xtuner-ext convert CONFIG CHECKPOINT SAVE_DIR' in helps.stdout
+    assert ours.returncode == 2 and 'usage: xtuner-ext convert-official' in ours.stderr  # our parser

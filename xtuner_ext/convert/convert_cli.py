@@ -215,7 +215,12 @@ def convert_command(argv: List[str]) -> int:
     from xtuner_ext.cli import tool_command
 
     stock = modes['convert'].get(argv[0].lower()) if argv else None
-    if stock is None or stock in HELP_FUNCS:
+    if stock in HELP_FUNCS:  # -h / --help: the stock modes, then this one
+        stock()
+        print('xtuner-ext convert CONFIG CHECKPOINT SAVE_DIR: an InternVL2 run as one checked official folder '
+              '(options: xtuner-ext convert-official --help)')
+        return 0
+    if stock is None:
         return main(argv)
     code = subprocess.run(tool_command(['convert', *argv])).returncode
     return 128 - code if code < 0 else code

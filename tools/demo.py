@@ -119,8 +119,10 @@ def main(argv=None) -> int:
     if sum(last) / len(last) >= sum(first) / len(first):
         print('error: the loss did not fall', file=sys.stderr)
         return 1
+    from xtuner_ext.convert.demo_step import convert_and_answer
+    code = convert_and_answer(CONFIG, checkpoint, work_dir / 'converted', data_dir)
     print(open_hint(model_dir, CONFIG, checkpoint, data_dir / 'heldout.json'))
-    return 0
+    return code
 
 
 if __name__ == '__main__':

@@ -16,7 +16,9 @@ that runs a small patch right after a listed module finishes executing:
   classes mmengine stores in its checkpoints while they are loaded, under
   torch>=2.6's ``weights_only`` default (``--resume``);
 - ``mmengine.fileio``: register the ``atomic_local`` file backend, so
-  checkpoints are written to a temporary name and renamed into place.
+  checkpoints are written to a temporary name and renamed into place;
+- ``mmengine.config`` (only inside XTuner's ``pth_to_hf.py``): an InternVL2QLoRA config is
+  converted by ``xtuner_ext.convert`` instead of crashing on ``cfg.model.llm``.
 
 Stdlib only at module level; every patch is idempotent. Helpers the patches call at run time
 (``write_atomically``, the checkpoint allow-list) live in plain modules (``fileio``,
@@ -150,12 +152,35 @@ def copy_bases(config_path: str, save_dir: str) -> None:
                     copy_bases(source, os.path.dirname(os.path.abspath(target)))
 
 
+def redirect_internvl2_pth_to_hf(config_module) -> None:
+    """Stock ``xtuner convert pth_to_hf`` reads ``cfg.model.llm`` and crashes on InternVL2QLoRA configs;
+    inside that tool only, such a config runs xtuner_ext's converter (``xtuner_ext.convert``) instead."""
+    if os.path.basename(sys.argv[0] if sys.argv else '') != 'pth_to_hf.py':
+        return
+    load = config_module.Config.fromfile
+    if getattr(load, '_xtuner_ext_wrapped', False):
+        return
+
+    def fromfile(filename, *args, **kwargs):
+        cfg = load(filename, *args, **kwargs)
+        model_type = (cfg.get('model') or {}).get('type')
+        if (model_type if isinstance(model_type, str) else getattr(model_type, '__name__', '')) == 'InternVL2QLoRA':
+            from xtuner_ext.convert.stock_pth_to_hf import run_for_stock_tool  # imported when first needed
+            config_module.Config.fromfile = staticmethod(load)  # the converter reads the config itself
+            raise SystemExit(run_for_stock_tool(str(filename), sys.argv[1:]))
+        return cfg
+
+    fromfile._xtuner_ext_wrapped = True
+    config_module.Config.fromfile = staticmethod(fromfile)
+
+
 POST_IMPORT_PATCHES = {
     'xtuner.configs': add_shipped_configs,
     'xtuner.utils.device': add_cpu_bf16_query,
     'mmengine.runner.checkpoint': allow_mmengine_checkpoint_classes,
     'xtuner.tools.utils': allow_seed_lookup_in_checkpoints,
     'mmengine.fileio': register_atomic_backend,
+    'mmengine.config': redirect_internvl2_pth_to_hf,
 }
 
 

@@ -18,6 +18,9 @@ import sys
 OWN_COMMANDS = {
     'mmbench': 'xtuner_ext.evaluation.mmbench.cli:main',
     'web': 'xtuner_ext.web.launch:main',
+    'convert-official': 'xtuner_ext.convert.convert_cli:main',
+    'convert': 'xtuner_ext.convert.convert_cli:convert_command',
+    'chat': 'xtuner_ext.chat_cli:main',
 }
 
 

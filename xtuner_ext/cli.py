@@ -16,6 +16,7 @@ import sys
 # xtuner_ext's own commands: name -> 'module:function' taking argv and returning an exit code.
 # They are looked up before the stock modes, and imported only when run.
 OWN_COMMANDS = {
+    'internlm2': 'xtuner_ext.models.internlm2.cli:main',
 }
 
 

@@ -17,6 +17,7 @@ import sys
 # They are looked up before the stock modes, and imported only when run.
 OWN_COMMANDS = {
     'internlm2': 'xtuner_ext.models.internlm2.cli:main',
+    'llava': 'xtuner_ext.models.llava.cli:main',
 }
 
 

@@ -2,6 +2,7 @@
 InternVL2 language model computes, and saves back to identical tensors."""
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,13 +10,12 @@ from safetensors.torch import load_file, save_file
 
 from xtuner_ext.models.internlm2 import build_internlm2, internlm2_tokenizer, load_internlm2, save_internlm2
 
+FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures'
 FIXTURE_IDS = [1, 292, 392, 63, 3, 409, 163, 333, 163, 448, 449, 12, 40]
 
 
 def test_logits_match_internvl2_language_model(reference_internlm2_dir):
     from xtuner_ext.models.internvl2 import InternVLChatModel
-    from conftest import FIXTURES
-
     internvl2 = InternVLChatModel.from_pretrained(FIXTURES / 'internvl2_tiny', torch_dtype=torch.float32)
     model = load_internlm2(reference_internlm2_dir, torch_dtype='float32')
     ids = torch.tensor([FIXTURE_IDS])
@@ -75,8 +75,6 @@ def test_builder_quantizes_all_but_the_head(tiny_internlm2_dir):
 
 def test_tokenizer_is_the_exact_internlm2_one():
     """The tokenizer builder gives the official ids (no image tokens needed for a plain LLM)."""
-    from conftest import FIXTURES
-
     folder = FIXTURES / 'internlm2_tokenizer'
     reference = json.loads((folder / 'reference.json').read_text(encoding='utf-8'))
     tokenizer = internlm2_tokenizer(str(folder), trust_remote_code=True, padding_side='right')

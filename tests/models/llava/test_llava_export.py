@@ -1,11 +1,14 @@
 """A LLaVAModel (native InternLM2 + CLIP, LoRA on both) exported to the llava-hf layout reloads with
 transformers' own LlavaForConditionalGeneration (no remote code) and answers as the in-memory model."""
+from pathlib import Path
+
 import json
 
 import pytest
 import torch
 
-from conftest import FINETUNE
+REPO = Path(__file__).resolve().parents[3]
+FINETUNE = REPO / 'configs' / 'llava' / 'llava_internlm2_tiny_clip_tiny_qlora_lora_finetune.py'
 
 QUESTION = 'Describe this image.'
 
@@ -86,3 +89,20 @@ def test_checkpoint_that_does_not_fit_is_refused(llava_env, tmp_path):
     torch.save({'state_dict': {'projector.model.0.weight': torch.zeros(1)}}, tmp_path / 'bad.pth')
     with pytest.raises(ValueError, match='does not fit'):
         llava_from_checkpoint(str(FINETUNE), str(tmp_path / 'bad.pth'))
+
+
+def test_internlm2_tokenizer_is_saved_for_transformers_own_class(tmp_path):
+    """The real InternLM2 tokenizer, saved into a llava-hf folder, loads with AutoTokenizer (no remote
+    code) and encodes as the official one."""
+    from transformers import AutoTokenizer
+
+    from xtuner_ext.models.internlm2 import internlm2_tokenizer
+    from xtuner_ext.models.llava.export import name_tokenizer_class_for_transformers
+
+    folder = REPO / 'tests' / 'fixtures' / 'internlm2_tokenizer'
+    internlm2_tokenizer(str(folder)).save_pretrained(str(tmp_path))
+    name_tokenizer_class_for_transformers(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path), use_fast=False)
+    assert type(tokenizer).__name__ == 'LlamaTokenizer'
+    for case in json.loads((folder / 'reference.json').read_text(encoding='utf-8'))['cases']:
+        assert tokenizer(case['text']).input_ids == case['input_ids'], case['id']

@@ -50,7 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     model = LlavaForConditionalGeneration.from_pretrained(args.model).eval()
-    processor = AutoProcessor.from_pretrained(args.model)
+    processor = AutoProcessor.from_pretrained(args.model, use_fast=False)  # InternLM2's exact (slow) tokenizer
     for question in args.question:
         print(f'Q: {question}\nA: {hf_chat(model, processor, args.image, question, args.max_new_tokens)}')
     return 0

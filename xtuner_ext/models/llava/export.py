@@ -93,7 +93,23 @@ def export_llava_hf(model, tokenizer, image_processor, out_dir: Union[str, Path]
                                patch_size=vision.config.patch_size, vision_feature_select_strategy='default',
                                num_additional_image_tokens=1)  # CLIP's CLS (dropped by 'default')
     processor.save_pretrained(str(out_dir))
+    name_tokenizer_class_for_transformers(out_dir)
     return out_dir
+
+
+def name_tokenizer_class_for_transformers(folder: Union[str, Path]) -> None:
+    """``InternLM2Tokenizer`` is remote code in the official release; name the transformers class that
+    encodes identically (``LlamaTokenizer``, legacy sentencepiece) so ``AutoProcessor`` needs none.
+    (Its decoding differs only in the spaces it puts around special tokens.)"""
+    import json
+
+    file = Path(folder) / 'tokenizer_config.json'
+    config = json.loads(file.read_text(encoding='utf-8'))
+    if config.get('tokenizer_class') != 'InternLM2Tokenizer':
+        return
+    config.update(tokenizer_class='LlamaTokenizer', legacy=True, add_prefix_space=False)
+    config.pop('auto_map', None)
+    file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + '\n', encoding='utf-8')
 
 
 def export_from_checkpoint(config: str, checkpoint: str, out_dir: Union[str, Path]) -> Path:

@@ -8,6 +8,7 @@ the same config runs on a CPU and a GPU. Its first argument keeps stock XTuner's
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Optional, Union
@@ -113,7 +114,6 @@ def save_internlm2(model: LlamaForCausalLM, path: Union[str, Path], base: Union[
 
 
 def _rewrite_config_dtype(file: Path, dtype: str) -> None:
-    import json
     config = json.loads(file.read_text(encoding='utf-8'))
     config['torch_dtype'] = dtype
     file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + '\n', encoding='utf-8')

@@ -28,7 +28,7 @@ def test_save_round_trips_the_official_tensors(reference_internlm2_dir, tmp_path
     out = save_internlm2(model, tmp_path / 'saved', base=reference_internlm2_dir)
     original = load_file(str(reference_internlm2_dir / 'model.safetensors'))
     saved = load_file(str(out / 'model.safetensors'))
-    assert list(saved) == sorted(original) or set(saved) == set(original)
+    assert set(saved) == set(original)
     assert all(torch.equal(saved[k], original[k]) for k in original)
     assert 'model.layers.0.attention.wqkv.weight' in saved
     for name in ('config.json', 'tokenizer.json', 'generation_config.json'):

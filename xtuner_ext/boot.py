@@ -19,6 +19,8 @@ that runs a small patch right after a listed module finishes executing:
   checkpoints are written to a temporary name and renamed into place;
 - ``mmengine.config`` (only inside XTuner's ``pth_to_hf.py``): an InternVL2QLoRA config is
   converted by ``xtuner_ext.convert`` instead of crashing on ``cfg.model.llm``.
+- ``xtuner.model.sft`` and ``xtuner.model.llava``: let ``llm=`` builders of
+  xtuner_ext (native InternLM2) skip XTuner's remote-code ``AutoConfig`` probe.
 
 Stdlib only at module level; every patch is idempotent. Helpers the patches call at run time
 (``write_atomically``, the checkpoint allow-list) live in plain modules (``fileio``,
@@ -174,6 +176,38 @@ def redirect_internvl2_pth_to_hf(config_module) -> None:
     config_module.Config.fromfile = staticmethod(fromfile)
 
 
+def _names_native_llm_builder(llm_type) -> bool:
+    if isinstance(llm_type, str) and '.' in llm_type:  # a dotted path in a config
+        module, _, name = llm_type.rpartition('.')
+        if not module.startswith('xtuner_ext.'):
+            return False
+        import importlib
+        llm_type = getattr(importlib.import_module(module), name, None)
+    return bool(getattr(llm_type, 'xtuner_ext_native_llm', False))
+
+
+def skip_remote_config_for_native_llms(module) -> None:
+    """``SupervisedFinetune``/``LLaVAModel`` read every ``llm=`` dict's folder with
+    ``AutoConfig.from_pretrained(..., trust_remote_code=True)`` (to pick flash attention), which runs
+    the folder's remote code, or fails where there is none. xtuner_ext's own builders (marked
+    ``xtuner_ext_native_llm``) load without remote code and choose attention themselves: skip it."""
+    cls = getattr(module, 'LLaVAModel', None) or getattr(module, 'SupervisedFinetune')
+    dispatch = cls._dispatch_lm_model_cfg
+    if getattr(dispatch, '_xtuner_ext_wrapped', False):
+        return
+
+    def _dispatch_lm_model_cfg(self, cfg, max_position_embeddings=None):
+        if _names_native_llm_builder(cfg.get('type')):
+            if max_position_embeddings is not None:
+                raise ValueError('max_position_embeddings is not supported with xtuner_ext LLM builders: set '
+                                 'rope_scaling in the model folder\'s config.json instead')
+            return cfg
+        return dispatch(self, cfg, max_position_embeddings)
+
+    _dispatch_lm_model_cfg._xtuner_ext_wrapped = True
+    cls._dispatch_lm_model_cfg = _dispatch_lm_model_cfg
+
+
 POST_IMPORT_PATCHES = {
     'xtuner.configs': add_shipped_configs,
     'xtuner.utils.device': add_cpu_bf16_query,
@@ -181,6 +215,8 @@ POST_IMPORT_PATCHES = {
     'xtuner.tools.utils': allow_seed_lookup_in_checkpoints,
     'mmengine.fileio': register_atomic_backend,
     'mmengine.config': redirect_internvl2_pth_to_hf,
+    'xtuner.model.sft': skip_remote_config_for_native_llms,
+    'xtuner.model.llava': skip_remote_config_for_native_llms,
 }
 
 

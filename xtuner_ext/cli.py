@@ -21,6 +21,8 @@ OWN_COMMANDS = {
     'convert-official': 'xtuner_ext.convert.convert_cli:main',
     'convert': 'xtuner_ext.convert.convert_cli:convert_command',
     'chat': 'xtuner_ext.chat_cli:main',
+    'internlm2': 'xtuner_ext.models.internlm2.cli:main',
+    'llava': 'xtuner_ext.models.llava.cli:main',
 }
 
 

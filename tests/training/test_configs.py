@@ -12,6 +12,7 @@ import xtuner_ext  # noqa: F401  (registers xtuner_ext's types, as custom_import
 
 REPO = Path(__file__).resolve().parents[2]
 INDEX = json.loads((REPO / 'configs' / 'index.json').read_text(encoding='utf-8'))
+INTERNVL = sorted(name for name, rel in INDEX.items() if rel.startswith('internvl/'))  # CLoT data, model_path
 
 
 def registry_for(path):
@@ -122,7 +123,7 @@ def test_index_lists_every_config():
     assert listed == on_disk and all(p.is_file() for p in listed)
 
 
-@pytest.mark.parametrize('name', sorted(INDEX))
+@pytest.mark.parametrize('name', INTERNVL)
 def test_config_parses_with_env_paths(name, config_env):
     model, data = config_env
     cfg = Config.fromfile(str(REPO / 'configs' / INDEX[name]))
@@ -159,7 +160,7 @@ def test_checker_catches_wrong_keys():
         check_node(('train_dataloader', 'sampler'), dict(type='xtuner.dataset.samplers.LengthGroupedSampler'))
 
 
-@pytest.mark.parametrize('name', sorted(INDEX))
+@pytest.mark.parametrize('name', INTERNVL)
 def test_config_dataset_builds_on_sample_data(name, monkeypatch, tiny_model_dir, sample_dir):
     from mmengine.registry import DATASETS, FUNCTIONS
 

@@ -38,6 +38,13 @@ def require_image_tokens(tokenizer: PreTrainedTokenizerBase, source: str = 'the 
 
 def load_tokenizer(path: Union[str, Path]) -> PreTrainedTokenizerBase:
     """The tokenizer of an InternVL2 folder (same ids and text as the official one), checked for image tokens."""
+    tokenizer = load_text_tokenizer(path)
+    require_image_tokens(tokenizer, source=f'tokenizer in {path}')
+    return tokenizer
+
+
+def load_text_tokenizer(path: Union[str, Path]) -> PreTrainedTokenizerBase:
+    """The official tokenizer of a folder without remote code; no image tokens needed (plain InternLM2 LLMs)."""
     path = Path(path)
     config = _tokenizer_config(path)
     tokenizer_class = config.get('tokenizer_class')
@@ -51,7 +58,6 @@ def load_tokenizer(path: Union[str, Path]) -> PreTrainedTokenizerBase:
                          'Save the official tokenizer with a tokenizer.json (its fast version) into the folder.')
     else:
         raise FileNotFoundError(f'{path} has no tokenizer.json or tokenizer.model')
-    require_image_tokens(tokenizer, source=f'tokenizer in {path}')
     return tokenizer
 
 

@@ -66,7 +66,7 @@ def write_clot_like_folder(folder: Path, processor, records: int, seed: int = 0)
     rows = []
     for index in range(records):
         count = rng.choice(sorted(IMAGE_SIZE_FOR_TILES))
-        joke = JOKE[:rng.randint(12, len(JOKE))]
+        joke = f'{JOKE[:rng.randint(12, len(JOKE))]}（{index}）'  # unique: the loader rejects duplicates
         rows.append({'id': f'bench-{index}', 'image': f'tiles_{count}.jpg',
                      'conversations': [{'from': 'human', 'value': QUESTION}, {'from': 'gpt', 'value': joke}]})
     write_atomically(folder / 'train.json', json.dumps(rows, ensure_ascii=False).encode('utf-8'))

@@ -159,6 +159,8 @@ def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
     lora_r = kwargs['llm_lora']['r']
     for shape in shapes:
         for name, setting in (LEVERS if shape == 'clot' else LONG).items():
+            if args.settings and not any(name.startswith(prefix) for prefix in args.settings):
+                continue
             items = instances(processor, shape, repeat=setting['micro'] // 4)
             collate = internvl2_packed_collate_fn if setting['packed'] else internvl2_collate_fn
             batch = collate(items)
@@ -249,6 +251,7 @@ def main(argv=None) -> int:
     parser.add_argument('--stock-code', help='the official internvl_chat folder (git-ignored .official/...)')
     parser.add_argument('--profile', help='write the profile table here')
     parser.add_argument('--stock-lora-r', type=int, default=128)
+    parser.add_argument('--settings', nargs='+', help='only the settings whose names start with these')
     parser.add_argument('--out', required=True)
     args = parser.parse_args(argv)
     from bench.train_step import prepare

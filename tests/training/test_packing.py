@@ -100,3 +100,27 @@ def test_packed_attention_rejects_bounds_that_do_not_cover_the_row(make_qlora, t
     batch['cu_seqlens'] = batch['cu_seqlens'][:-1]
     with pytest.raises(ValueError, match='packed batch is one row'):
         model(batch, mode='loss')
+
+
+@pytest.mark.parametrize('fixture', ['internvl2_tiny', 'internvl2_tiny_qwen2', 'internvl2_tiny_phi3'])
+def test_packed_decoder_matches_each_sample_alone(fixture):
+    """Every LLM family InternVL2 ships (InternLM2 as Llama, Qwen2, Phi-3) honours the sample bounds:
+    a packed row's hidden states equal each sample's own forward (a dropped bound would leak)."""
+    from pathlib import Path
+
+    from xtuner_ext.models.internvl2 import InternVLChatModel
+    from xtuner_ext.models.packed_attention import enable_packed_attention, run_packed_decoder
+
+    folder = Path(__file__).resolve().parents[1] / 'fixtures' / fixture
+    llm = InternVLChatModel.from_pretrained(folder, torch_dtype=torch.float32).language_model
+    enable_packed_attention(llm)
+    decoder = llm.get_decoder()
+    generator = torch.Generator().manual_seed(0)
+    lengths = [7, 12, 5]
+    samples = [torch.randint(3, llm.config.vocab_size, (n,), generator=generator) for n in lengths]
+    with torch.no_grad():
+        alone = torch.cat([decoder(input_ids=ids[None]).last_hidden_state[0] for ids in samples])
+        embeds = decoder.get_input_embeddings()(torch.cat(samples))[None]
+        positions = torch.cat([torch.arange(n) for n in lengths])[None]
+        packed = run_packed_decoder(decoder, embeds, positions, torch.tensor([0, 7, 19, 24]))[0]
+    torch.testing.assert_close(packed, alone, rtol=1e-4, atol=1e-5)

@@ -3,6 +3,8 @@
     python bench/train_step.py --preset internvl2-2b --epochs 2 --out bench.json   # on a GPU
     python bench/train_step.py --preset tiny --epochs 1                             # on the CPU
     python bench/train_step.py --preset internvl2-4b --epochs 2 --batch-size 8      # stock 4B QLoRA settings
+    python bench/train_step.py --preset internvl2-2b --clot-like-records 2000 --full-iterations 750 \
+        train_cfg.iter_cap=60                 # the tutorial run's shape, shortened and extrapolated
 
 Builds a random-weight model of the preset's architecture (no real weights exist here) and the
 embedded CLoT-style sample, trains with the matching config (internvl2_2b_qlora.py settings for
@@ -68,24 +70,57 @@ def summarize(log_text: str, skip: int, batch_size: int) -> dict:
                 first_loss=rows[0][4], last_loss=rows[-1][4])
 
 
+def config_batch_size(config_path: Path) -> int:
+    from mmengine.config import Config
+
+    return Config.fromfile(str(config_path)).train_dataloader.batch_size
+
+
+def clot_like_data(root: Path, model_dir: str, records: int) -> Path:
+    """The tutorial run's shape: ``records`` short-joke records of 1-7 tiles (bench/clot_like.py)."""
+    sys.path.insert(0, str(REPO))
+    from bench.clot_like import write_clot_like_folder
+    from xtuner_ext.models.internvl2 import InternVL2Processor
+
+    processor = InternVL2Processor.from_pretrained(model_dir, max_dynamic_patch=6)
+    return write_clot_like_folder(root / f'clot_like_{records}', processor, records)
+
+
+def full_run_estimate(summary: dict, full_iterations: int) -> dict:
+    """Measured wall time (start-up, the timed iterations, the final save) plus the missing
+    iterations at the median step time: the whole run, extrapolated."""
+    missing = max(full_iterations - summary.get('iterations', 0), 0)
+    step = summary['median_step_s']
+    return dict(full_iterations=full_iterations, estimated_full_run_s=round(summary['wall_s'] + missing * step, 1))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--preset', choices=sorted(CONFIGS), default='tiny')
     parser.add_argument('--root', default='work_dirs/bench')
     parser.add_argument('--epochs', type=int, default=1)
     parser.add_argument('--skip', type=int, default=3, help='warm-up iterations not timed')
-    parser.add_argument('--batch-size', type=int, default=4, help='per-device batch size')
+    parser.add_argument('--batch-size', type=int, help="per-device batch size (default: the config's)")
     parser.add_argument('--out', help='write the summary JSON here too')
     parser.add_argument('--answer-chars', type=int, default=0,
                         help='stretch every answer to this many characters (truncated at max_length): the '
                              'worst case of the config, every sample at max_length')
     parser.add_argument('--deepspeed', help='passed to `xtuner train --deepspeed` (e.g. deepspeed_zero2)')
+    parser.add_argument('--clot-like-records', type=int, default=0,
+                        help='train on this many CLoT-like records (1/3/5/7-tile images, short jokes)')
+    parser.add_argument('--full-iterations', type=int, default=0,
+                        help='extrapolate the wall time of a run of this many iterations (750 = 6 x 2000 / 16)')
     parser.add_argument('cfg_options', nargs='*', help='extra --cfg-options KEY=VALUE')
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
+    config_path = REPO / 'configs' / 'internvl' / CONFIGS[args.preset]
+    batch_size = args.batch_size or config_batch_size(config_path)
     paths = prepare(root, args.preset)
     work_dir = root / f'work_{args.preset}_{args.deepspeed or "amp"}_{args.answer_chars}'
     data_path = Path(paths['data_dir']) / 'train.json'
+    if args.clot_like_records:
+        data_path = clot_like_data(root, paths['model_dir'], args.clot_like_records)
+        paths['data_dir'] = str(data_path.parent)
     if args.answer_chars:
         data_path = stretched_answers(Path(paths['data_dir']), args.answer_chars)
     env = dict(os.environ, XTUNER_EXT_MODEL_PATH=paths['model_dir'], XTUNER_EXT_DATA_ROOT=paths['data_dir'])
@@ -94,7 +129,7 @@ def main(argv=None) -> int:
                '--cfg-options', f'train_cfg.max_epochs={args.epochs}',
                'log_processor.window_size=1', 'default_hooks.logger.interval=1',
                'default_hooks.checkpoint.interval=100000', f'train_dataloader.dataset.data_path={data_path}',
-               f'train_dataloader.batch_size={args.batch_size}',
+               f'train_dataloader.batch_size={batch_size}',
                *args.cfg_options]
     logs_before = set(work_dir.glob('*/*.log'))
     started = time.time()
@@ -103,7 +138,9 @@ def main(argv=None) -> int:
     summary = dict(preset=args.preset, deepspeed=args.deepspeed, answer_chars=args.answer_chars, exit_code=code, wall_s=round(time.time() - started, 1),
                    prepare_s=paths['prepare_s'])
     if logs:
-        summary.update(summarize(logs[-1].read_text(encoding='utf-8'), args.skip, batch_size=args.batch_size))
+        summary.update(summarize(logs[-1].read_text(encoding='utf-8'), args.skip, batch_size=batch_size))
+        if args.full_iterations and 'median_step_s' in summary:
+            summary.update(full_run_estimate(summary, args.full_iterations))
     text = json.dumps(summary, indent=2)
     print(text)
     if args.out:

@@ -12,7 +12,8 @@ REGISTERED = {
     'DATASETS': ['xtuner_ext.data.internvl2_dataset.InternVL2ConversationDataset'],
     'HOOKS': ['xtuner_ext.engine.random_state_hook.RandomStateHook'],
     'LOOPS': ['xtuner_ext.engine.train_loop.CappedTrainLoop'],
-    'FUNCTIONS': ['xtuner_ext.data.internvl2_dataset.internvl2_collate_fn'],
+    'FUNCTIONS': ['xtuner_ext.data.internvl2_dataset.internvl2_collate_fn',
+                  'xtuner_ext.data.packing.internvl2_packed_collate_fn'],
     'MAP_FUNC': [
         'xtuner_ext.data.map_fns.clot_map_fn',
         'xtuner_ext.data.map_fns.oogiri_map_fn',

@@ -48,6 +48,8 @@ train_dataloader = dict(
     num_workers=dataloader_num_workers,
     dataset=train_dataset,
     sampler=dict(per_device_batch_size=batch_size * accumulative_counts),
+    pin_memory=False,  # CPU
+    persistent_workers=False,  # needs num_workers > 0
 )
 
 optim_wrapper = dict(

@@ -12,12 +12,13 @@ import os
 from typing import Dict, List, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import nn
 
 from xtuner_ext.safe_load import mmengine_checkpoint_globals
 from xtuner_ext.models.internvl2 import InternVL2Processor, InternVLChatModel
+from xtuner_ext.models.answer_loss import answer_loss, check_fused_loss
+from xtuner_ext.models.packed_attention import enable_packed_attention, run_packed_decoder
 from xtuner_ext.models.quantization import QuantizationSettings, quantize_linear_layers
 
 IGNORE_INDEX = -100
@@ -83,6 +84,13 @@ class InternVL2QLoRA(BaseModel):
         processor: overrides for the :class:`InternVL2Processor` (tiling, system message), e.g.
             ``dict(max_dynamic_patch=6)``; configs give the dataset the same dict, so :meth:`chat`
             sees images the way training did.
+        fused_loss: ``'liger'``: output head + cross-entropy fused chunk-wise (CUDA; the CPU runs the
+            plain loss); ``None``: plain. Same loss either way (``answer_loss.py``).
+        frozen_vision_no_grad: run a ViT with nothing to train under ``torch.no_grad`` (no
+            activations kept, no recomputation); gradients are the same.
+
+    Batches from ``internvl2_packed_collate_fn`` (one row, ``position_ids``, ``cu_seqlens``) train
+    padding-free; right-padded batches from ``internvl2_collate_fn`` train as before.
     """
 
     def __init__(self, model_path: str, freeze_llm: bool = True, freeze_visual_encoder: bool = True,
@@ -90,7 +98,8 @@ class InternVL2QLoRA(BaseModel):
                  quantization_vit: Optional[dict] = None, llm_lora=None, visual_encoder_lora=None,
                  torch_dtype: DtypeLike = 'auto', gradient_checkpointing: bool = True,
                  pretrained_pth: Optional[str] = None, generation_config: Optional[dict] = None,
-                 processor: Optional[dict] = None, data_preprocessor: Optional[dict] = None):
+                 processor: Optional[dict] = None, fused_loss: Optional[str] = None,
+                 frozen_vision_no_grad: bool = True, data_preprocessor: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor)
         if quantization_llm and not llm_lora and not freeze_llm:
             raise ValueError('quantization_llm needs freeze_llm=True or llm_lora: 4-bit weights cannot train')
@@ -113,6 +122,10 @@ class InternVL2QLoRA(BaseModel):
             self.model.vision_model = self._add_lora(self.model.vision_model, visual_encoder_lora)
         self._freeze(freeze_llm, freeze_visual_encoder, freeze_projector)
         self._trainable_to_fp32()
+        enable_packed_attention(self.model.language_model)
+        self.fused_loss = fused_loss
+        check_fused_loss(fused_loss, self._decoder_and_head()[1])
+        self.frozen_vision_no_grad = frozen_vision_no_grad
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self._register_load_state_dict_pre_hook(self._check_trainable_state, with_module=False)
@@ -222,22 +235,36 @@ class InternVL2QLoRA(BaseModel):
         base = llm.get_base_model() if hasattr(llm, 'get_base_model') else llm
         return base.get_decoder(), base.get_output_embeddings()
 
+    def _image_features(self, pixel_values, image_flags) -> Optional[torch.Tensor]:
+        if pixel_values is None:
+            return None
+        pixel_values = self._pixels(pixel_values)
+        vision_trains = any(p.requires_grad for p in self.model.vision_model.parameters())
+        if self.frozen_vision_no_grad and not vision_trains:
+            with torch.no_grad():
+                tokens = self.model.vision_tokens(pixel_values)
+            vit_embeds = self.model.mlp1(tokens)
+        else:
+            vit_embeds = self.model.extract_feature(pixel_values)
+        if image_flags is not None:
+            vit_embeds = vit_embeds[image_flags.reshape(-1) == 1]
+        return vit_embeds
+
     def compute_loss(self, input_ids: torch.Tensor, labels: torch.Tensor, pixel_values=None,
-                     attention_mask=None, image_flags=None, **unused) -> torch.Tensor:
-        """Mean next-token loss over answer tokens. The LM head runs only on those positions, and a
-        batch whose answers were all truncated away gives 0 (with a graph), not NaN."""
-        vit_embeds = None
-        if pixel_values is not None:
-            vit_embeds = self.model.extract_feature(self._pixels(pixel_values))
-            if image_flags is not None:
-                vit_embeds = vit_embeds[image_flags.reshape(-1) == 1]
-        embeds = self.model._embed_with_images(input_ids, vit_embeds)
+                     attention_mask=None, image_flags=None, position_ids=None, cu_seqlens=None,
+                     **unused) -> torch.Tensor:
+        """Mean next-token loss over answer tokens (``answer_loss.py``). With ``cu_seqlens`` the
+        batch is one packed row of samples that attend only within themselves."""
+        embeds = self.model._embed_with_images(input_ids, self._image_features(pixel_values, image_flags))
         decoder, head = self._decoder_and_head()
-        hidden = decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        targets = labels[:, 1:]
-        answer = targets != IGNORE_INDEX
-        logits = head(hidden[:, :-1][answer]).float()
-        return F.cross_entropy(logits, targets[answer], reduction='sum') / answer.sum().clamp(min=1)
+        if cu_seqlens is not None:
+            if position_ids is None:
+                raise ValueError('a packed batch (cu_seqlens) needs position_ids restarting at each sample; build it '
+                                 'with internvl2_packed_collate_fn')
+            hidden = run_packed_decoder(decoder, embeds, position_ids, cu_seqlens)
+        else:
+            hidden = decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        return answer_loss(hidden, labels, head, self.fused_loss)
 
     # ---- generation ----
     @torch.no_grad()

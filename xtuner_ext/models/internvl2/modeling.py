@@ -87,10 +87,15 @@ class InternVLChatModel(nn.Module):
 
     def extract_feature(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Tiles ``[N, 3, H, W]`` -> LLM-space image embeddings ``[N, num_image_token, llm_hidden]``."""
+        return self.mlp1(self.vision_tokens(pixel_values))
+
+    def vision_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The projector's input: ViT features of the selected layer, pixel-shuffled, per tile.
+        Separate from ``mlp1`` so training can run a frozen ViT without keeping its activations."""
         out = self.vision_model(pixel_values, output_hidden_states=self.select_layer != -1)
         vit_embeds = out.last_hidden_state if self.select_layer == -1 else out.hidden_states[self.select_layer]
         grid = self.pixel_shuffle(vit_tokens_to_grid(vit_embeds), scale_factor=self.downsample_ratio)
-        return self.mlp1(grid.reshape(grid.shape[0], -1, grid.shape[-1]))
+        return grid.reshape(grid.shape[0], -1, grid.shape[-1])
 
     def _require_context_token_id(self) -> int:
         if self.img_context_token_id is None:

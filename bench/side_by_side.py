@@ -1,0 +1,277 @@
+"""One GPU, same batches: our InternVL2 QLoRA step (each speed lever alone, then together) beside
+stock XTuner's ``InternVL_V1_5``, plus a profile of where our step's time goes.
+
+    python bench/side_by_side.py --preset internvl2-2b --stock-code .official/internvl_chat --out $OUT/bench.json
+
+A step is forward + backward + gradient clipping + AdamW on the trainables, the shipped config's
+recipe (nf4 LLM, LoRA r=128 with dropout 0.05, fp32 trainables); ours under bf16 autocast, stock
+under fp16 autocast with a grad scaler as its configs say. Random weights (no real ones exist
+here), full-size architecture. MFU counts ViT forward, LLM forward, the LLM's input-gradient
+backward and LoRA weight gradients on the real (unpadded) tokens, not recomputation, against
+790 TFLOP/s (bf16 dense matmul measured on the H200).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.clot_like import SHAPES, instances, token_counts  # noqa: E402
+from xtuner_ext.data.internvl2_dataset import internvl2_collate_fn  # noqa: E402
+from xtuner_ext.data.packing import internvl2_packed_collate_fn  # noqa: E402
+from xtuner_ext.fileio import write_atomically  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PEAK_FLOPS = 790e12
+GIB = 1024 ** 3
+CUDA = torch.cuda.is_available()  # the CPU runs the same code as a smoke test (no memory figures)
+DEVICE = 'cuda' if CUDA else 'cpu'
+# setting -> (packed rows, ViT under no_grad, fused loss, recompute, LoRA dropout on, micro-batch)
+BEFORE = dict(packed=False, vit_no_grad=False, fused=None, recompute=True, dropout=True, micro=4)
+SHIPPED = dict(packed=True, vit_no_grad=True, fused='liger', recompute=True, dropout=True, micro=16)
+LEVERS = {
+    'before (padded, ViT activations kept)': BEFORE,
+    'lever: ViT under no_grad': dict(BEFORE, vit_no_grad=True),
+    'lever: packed rows': dict(BEFORE, packed=True),
+    'lever: Liger fused loss': dict(BEFORE, fused='liger'),
+    'lever: micro-batch 16 (padded)': dict(BEFORE, micro=16),
+    'levers together, micro-batch 4': dict(SHIPPED, micro=4),
+    'shipped: together, micro-batch 16': SHIPPED,
+    'shipped, no recompute': dict(SHIPPED, recompute=False),
+    'shipped, LoRA dropout off (changes training)': dict(SHIPPED, dropout=False),
+}
+LONG = {'before (padded, ViT activations kept)': BEFORE, 'levers together, micro-batch 4': dict(SHIPPED, micro=4)}
+
+
+def shipped_model_kwargs(model_dir: str) -> dict:
+    """The model dict of the shipped 2B config (same LoRA, quantization, processor)."""
+    from mmengine.config import Config
+
+    os.environ['XTUNER_EXT_MODEL_PATH'] = model_dir
+    cfg = Config.fromfile(str(REPO / 'configs' / 'internvl' / 'internvl2_2b_qlora.py'))
+    kwargs = cfg.model.to_dict()
+    kwargs.pop('type')
+    return kwargs
+
+
+def model_flops(config, lengths, tiles: int, answer_tokens: int, lora_r: int) -> float:
+    """Useful FLOPs of one step (see module docstring)."""
+    v, llm = config.vision, config.llm_config
+    h, inter, layers = llm['hidden_size'], llm['intermediate_size'], llm['num_hidden_layers']
+    kv = h // llm['num_attention_heads'] * llm['num_key_value_heads']
+    vit_tokens = (v.image_size // v.patch_size) ** 2 + 1
+    vit_linear = v.num_hidden_layers * (4 * v.hidden_size ** 2 + 2 * v.hidden_size * v.intermediate_size)
+    vit = tiles * (2 * vit_linear * vit_tokens + 4 * v.num_hidden_layers * vit_tokens ** 2 * v.hidden_size)
+    linear = layers * (2 * h * h + 2 * h * kv + 3 * h * inter)
+    lora = layers * lora_r * (2 * (h + h) + 2 * (h + kv) + 3 * (h + inter))
+    tokens = sum(lengths)
+    attention = sum(4 * layers * n * n * h / 2 for n in lengths)  # causal: half of QK^T and AV
+    llm_flops = 4 * linear * tokens + 2 * attention + 6 * lora * tokens
+    head = 4 * h * llm['vocab_size'] * answer_tokens
+    return vit + llm_flops + head
+
+
+def apply_setting(model, setting: dict) -> None:
+    model.frozen_vision_no_grad = setting['vit_no_grad']
+    model.fused_loss = setting['fused']
+    if setting['recompute']:
+        model.model.gradient_checkpointing_enable()
+    else:
+        model.model.gradient_checkpointing_disable()
+    for name, module in model.named_modules():
+        if name.endswith('lora_dropout.default'):
+            module.p = 0.05 if setting['dropout'] else 0.0
+
+
+def synchronize() -> None:
+    if CUDA:
+        torch.cuda.synchronize()
+
+
+def time_steps(step, warmup: int, steps: int) -> dict:
+    for _ in range(warmup):
+        step()
+    synchronize()
+    if CUDA:
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    return dict(step_s=statistics.median(times), peak_allocated_gib=torch.cuda.max_memory_allocated() / GIB if CUDA else 0,
+                peak_reserved_gib=torch.cuda.max_memory_reserved() / GIB if CUDA else 0)
+
+
+def free_memory() -> None:
+    gc.collect()
+    if CUDA:
+        torch.cuda.empty_cache()
+
+
+def to_device(data: dict) -> dict:
+    return {k: v.to(DEVICE, non_blocking=True) if torch.is_tensor(v) else v for k, v in data.items()}
+
+
+def ours_step(model, optimizer, batch):
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step():
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            loss = model(to_device(batch['data']), mode='loss')['loss']
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def row(impl, setting, shape, items, batch, timing, config, lora_r) -> dict:
+    counts = token_counts(batch)
+    lengths = [len(x['input_ids']) for x in items]
+    answers = sum(int((x['labels'] != -100).sum()) for x in items)
+    flops = model_flops(config, lengths, counts['tiles'], answers, lora_r)
+    step = timing['step_s']
+    return dict(impl=impl, setting=setting, shape=shape, micro_batch=len(items), step_s=round(step, 4),
+                samples_per_s=round(len(items) / step, 2), real_tokens_per_s=round(counts['real_tokens'] / step),
+                processed_tokens_per_s=round(counts['processed_tokens'] / step),
+                peak_allocated_gib=round(timing['peak_allocated_gib'], 2),
+                peak_reserved_gib=round(timing['peak_reserved_gib'], 2), mfu=round(flops / step / PEAK_FLOPS, 3),
+                model_tflop=round(flops / 1e12, 1))
+
+
+def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
+    from xtuner_ext.models.internvl2_qlora import InternVL2QLoRA
+
+    kwargs = shipped_model_kwargs(model_dir)
+    model = InternVL2QLoRA(**dict(kwargs, fused_loss=None))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5, weight_decay=0.05)
+    lora_r = kwargs['llm_lora']['r']
+    for shape in shapes:
+        for name, setting in (LEVERS if shape == 'clot' else LONG).items():
+            if args.settings and not any(name.startswith(prefix) for prefix in args.settings):
+                continue
+            items = instances(processor, shape, repeat=setting['micro'] // 4)
+            collate = internvl2_packed_collate_fn if setting['packed'] else internvl2_collate_fn
+            batch = collate(items)
+            apply_setting(model, setting)
+            try:
+                timing = time_steps(ours_step(model, optimizer, batch), args.warmup, args.steps)
+                rows.append(row('ours', name, shape, items, batch, timing, model.model.config, lora_r))
+            except torch.cuda.OutOfMemoryError as err:
+                rows.append(dict(impl='ours', setting=name, shape=shape, error=f'out of memory: {err}'[:200]))
+            print(json.dumps(rows[-1]), flush=True)
+            free_memory()
+    if profile_out:
+        apply_setting(model, SHIPPED)
+        profile(ours_step(model, optimizer, internvl2_packed_collate_fn(instances(processor, 'clot', repeat=4))),
+                profile_out)
+    del model, optimizer
+    free_memory()
+
+
+def profile(step, out: Path) -> None:
+    """Top CUDA ops of two shipped-setting steps (after warm-up)."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    step()
+    synchronize()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if CUDA else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(2):
+            step()
+        synchronize()
+    table = prof.key_averages().table(sort_by='cuda_time_total' if CUDA else 'cpu_time_total', row_limit=30, max_name_column_width=60)
+    write_atomically(out, table.encode('utf-8'))
+    print(table, flush=True)
+
+
+def bench_stock(model_dir, processor, shapes, args, rows):
+    from bench.stock_xtuner import build_stock, remote_code_folder, stock_batch
+
+    folder = remote_code_folder(Path(model_dir), Path(args.stock_code).resolve(), Path(args.root) / 'stock_model')
+    model = build_stock(folder, lora_r=args.stock_lora_r, quantize=CUDA)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=2e-5, weight_decay=0.05)
+    scaler = torch.amp.GradScaler(DEVICE, enabled=CUDA)
+    for shape in shapes:
+        items = instances(processor, shape)
+        data = stock_batch(items, DEVICE)
+
+        def step():
+            with torch.autocast(DEVICE, dtype=torch.float16 if CUDA else torch.bfloat16):
+                loss = model(data, mode='loss')['loss']
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        try:
+            timing = time_steps(step, args.warmup, args.steps)
+            rows.append(row('stock InternVL_V1_5', 'stock (eager attention, fp16 AMP)', shape, items,
+                            internvl2_collate_fn(items), timing, _our_config(model_dir), 128))
+        except torch.cuda.OutOfMemoryError as err:
+            rows.append(dict(impl='stock InternVL_V1_5', shape=shape, error=f'out of memory: {err}'[:200]))
+        print(json.dumps(rows[-1]), flush=True)
+        free_memory()
+
+
+def _our_config(model_dir):
+    from xtuner_ext.models.internvl2 import InternVLChatConfig
+    return InternVLChatConfig.from_pretrained(model_dir)
+
+
+def markdown(rows) -> str:
+    cols = ['impl', 'setting', 'shape', 'micro_batch', 'step_s', 'samples_per_s', 'real_tokens_per_s',
+            'processed_tokens_per_s', 'peak_allocated_gib', 'peak_reserved_gib', 'mfu']
+    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
+    for r in rows:
+        lines.append('| ' + ' | '.join(str(r.get(c, r.get('error', '') if c == 'step_s' else '')) for c in cols) + ' |')
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--preset', default='internvl2-2b')
+    parser.add_argument('--root', default='work_dirs/bench')
+    parser.add_argument('--shapes', nargs='+', default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--steps', type=int, default=4)
+    parser.add_argument('--stock-code', help='the official internvl_chat folder (git-ignored .official/...)')
+    parser.add_argument('--profile', help='write the profile table here')
+    parser.add_argument('--stock-lora-r', type=int, default=128)
+    parser.add_argument('--settings', nargs='+', help='only the settings whose names start with these')
+    parser.add_argument('--out', required=True)
+    args = parser.parse_args(argv)
+    from bench.train_step import prepare
+    from xtuner_ext.models.internvl2 import InternVL2Processor
+
+    paths = prepare(Path(args.root).resolve(), args.preset)
+    processor = InternVL2Processor.from_pretrained(paths['model_dir'], max_dynamic_patch=6)
+    rows = []
+    bench_ours(paths['model_dir'], processor, args.shapes, args, rows, Path(args.profile) if args.profile else None)
+    if args.stock_code:
+        try:
+            bench_stock(paths['model_dir'], processor, args.shapes, args, rows)
+        except Exception:  # report why stock did not run; ours' rows stand
+            rows.append(dict(impl='stock InternVL_V1_5', error=traceback.format_exc()[-1500:]))
+            print(rows[-1]['error'], flush=True)
+    table = markdown(rows)
+    print(table)
+    write_atomically(Path(args.out), json.dumps(dict(rows=rows, table=table), indent=1).encode('utf-8'))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The speed levers on a GPU (bf16 autocast, nf4, flash SDPA, Liger's Triton kernel) give the plain
+path's loss and gradients. Skipped without CUDA; CPU equivalence is in tests/training/test_packing.py.
+
+Tolerance: bf16 compute with a different kernel/summation order: loss within 1e-2 relative, each
+gradient within 3e-2 of the plain one in relative L2 norm.
+"""
+import pytest
+import torch
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')]
+
+LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0, task_type='CAUSAL_LM',
+            target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'])
+
+
+@pytest.fixture(scope='module')
+def model_and_samples(tmp_path_factory):
+    from xtuner_ext.data.internvl2_dataset import InternVL2ConversationDataset
+    from xtuner_ext.data.sample import make_clot_sample
+    from xtuner_ext.models.internvl2.tiny import make_tiny_model
+    from xtuner_ext.models.internvl2_qlora import InternVL2QLoRA
+
+    root = tmp_path_factory.mktemp('levers')
+    model_dir = make_tiny_model(root / 'model', seed=0, max_dynamic_patch=2)
+    data_dir = make_clot_sample(root / 'data', seed=0)
+    model = InternVL2QLoRA(str(model_dir), quantization_llm=dict(quant_type='nf4', double_quant=True),
+                           llm_lora=LORA, gradient_checkpointing=True)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if 'lora_B' in name:
+                param.copy_(torch.randn(param.shape, generator=generator).to(param.device) * 0.02)
+    dataset = InternVL2ConversationDataset(str(model_dir), str(data_dir / 'train.json'), max_length=1024,
+                                           image_folder=str(data_dir))
+    return model, [dataset[i] for i in range(4)]
+
+
+def _run(model, batch):
+    model.zero_grad(set_to_none=True)
+    data = {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch['data'].items()}
+    with torch.autocast('cuda', dtype=torch.bfloat16):
+        loss = model(data, mode='loss')['loss']
+    loss.backward()
+    return loss.detach().float(), {n: p.grad.float().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _assert_close(reference, other):
+    (loss_a, grads_a), (loss_b, grads_b) = reference, other
+    assert torch.allclose(loss_a, loss_b, rtol=1e-2), (loss_a.item(), loss_b.item())
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    for name, grad in grads_a.items():
+        error = (grads_b[name] - grad).norm() / grad.norm().clamp(min=1e-12)
+        assert error < 3e-2, (name, error.item())
+
+
+def test_packed_rows_match_the_padded_batch_on_cuda(model_and_samples):
+    from xtuner_ext.data.internvl2_dataset import internvl2_collate_fn
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+
+    model, samples = model_and_samples
+    model.fused_loss = None
+    _assert_close(_run(model, internvl2_collate_fn(samples)), _run(model, internvl2_packed_collate_fn(samples)))
+
+
+def test_liger_fused_loss_matches_the_plain_loss_on_cuda(model_and_samples):
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+
+    model, samples = model_and_samples
+    batch = internvl2_packed_collate_fn(samples)
+    model.fused_loss = None
+    reference = _run(model, batch)
+    model.fused_loss = 'liger'
+    try:
+        _assert_close(reference, _run(model, batch))
+    finally:
+        model.fused_loss = None

@@ -1,0 +1,126 @@
+"""Speed levers keep training the same: packed rows, a no-grad frozen ViT and the fused-loss switch
+give the loss and gradients of the plain right-padded path (tiny model, real nf4 layers, fp32 CPU).
+
+Tolerance: fp32, different summation order only -> loss within 1e-5 relative, every gradient within
+rtol 1e-4 / atol 1e-6 of the plain path's.
+"""
+import pytest
+import torch
+
+from training_helpers import IGNORE, lora
+
+from xtuner_ext.data.internvl2_dataset import internvl2_collate_fn
+from xtuner_ext.data.packing import internvl2_packed_collate_fn
+
+
+def _loss_and_grads(model, batch):
+    model.zero_grad(set_to_none=True)
+    loss = model(batch['data'], mode='loss')['loss']
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _samples(dataset, count=4):
+    """Samples of different lengths (padding matters) with and without several tiles."""
+    by_length = sorted(range(len(dataset)), key=lambda i: len(dataset.samples[i]['input_ids']))
+    picked = [by_length[0], by_length[-1], by_length[len(by_length) // 2], by_length[1]][:count]
+    return [dataset[i] for i in picked]
+
+
+def _randomize_lora_b(model):
+    """peft starts lora_B at zero, which would leave every lora_A gradient zero (a vacuous check)."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if 'lora_B' in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+
+
+def _assert_same(reference, other):
+    (loss_a, grads_a), (loss_b, grads_b) = reference, other
+    assert torch.allclose(loss_a, loss_b, rtol=1e-5, atol=0), (loss_a.item(), loss_b.item())
+    assert grads_a.keys() == grads_b.keys()
+    assert any('lora_A' in n for n in grads_a) and any('mlp1' in n for n in grads_a)
+    for name in grads_a:
+        assert grads_a[name].abs().max() > 0, name
+        torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_packed_collate_marks_samples(train_dataset):
+    samples = _samples(train_dataset)
+    data = internvl2_packed_collate_fn(samples)['data']
+    lengths = [len(s['input_ids']) for s in samples]
+    assert data['input_ids'].shape == (1, sum(lengths))
+    assert data['cu_seqlens'].tolist() == [0] + torch.tensor(lengths).cumsum(0).tolist()
+    starts = data['cu_seqlens'][:-1].long()
+    assert (data['position_ids'][0, starts] == 0).all() and data['position_ids'].max() == max(lengths) - 1
+    assert (data['labels'][0, starts] == IGNORE).all()
+    assert data['pixel_values'].shape[0] == sum(s['pixel_values'].shape[0] for s in samples)
+
+
+@pytest.mark.parametrize('checkpointing', [False, True])
+def test_packed_rows_give_the_padded_batch_loss_and_gradients(make_qlora, train_dataset, checkpointing):
+    model = make_qlora(llm_lora=lora(r=4), gradient_checkpointing=checkpointing, frozen_vision_no_grad=False)
+    _randomize_lora_b(model)
+    samples = _samples(train_dataset)
+    padded = internvl2_collate_fn(samples)
+    assert not padded['data']['attention_mask'].all(), 'the batch must hold padding'
+    reference = _loss_and_grads(model, padded)
+    model.frozen_vision_no_grad = True  # the lever's own switch, on the same weights
+    _assert_same(reference, _loss_and_grads(model, internvl2_packed_collate_fn(samples)))
+
+
+def test_frozen_vit_without_grad_gives_the_same_gradients(make_qlora, train_dataset):
+    model = make_qlora(llm_lora=lora(r=4), frozen_vision_no_grad=False)
+    _randomize_lora_b(model)
+    batch = internvl2_collate_fn(_samples(train_dataset, 2))
+    reference = _loss_and_grads(model, batch)
+    model.frozen_vision_no_grad = True
+    _assert_same(reference, _loss_and_grads(model, batch))
+
+
+def test_fused_loss_switch_keeps_the_loss_on_cpu(make_qlora, train_dataset):
+    """'liger' runs only on CUDA (tests/gpu checks the kernel); the CPU path must be the plain loss."""
+    model = make_qlora(llm_lora=lora(r=4))
+    _randomize_lora_b(model)
+    batch = internvl2_packed_collate_fn(_samples(train_dataset))
+    reference = _loss_and_grads(model, batch)
+    model.fused_loss = 'liger'
+    _assert_same(reference, _loss_and_grads(model, batch))
+
+
+def test_fused_loss_rejects_unknown_names(make_qlora):
+    with pytest.raises(ValueError, match="fused_loss must be one of"):
+        make_qlora(fused_loss='cut')
+
+
+def test_packed_attention_rejects_bounds_that_do_not_cover_the_row(make_qlora, train_dataset):
+    model = make_qlora()
+    batch = internvl2_packed_collate_fn(_samples(train_dataset, 2))['data']
+    batch['cu_seqlens'] = batch['cu_seqlens'][:-1]
+    with pytest.raises(ValueError, match='packed batch is one row'):
+        model(batch, mode='loss')
+
+
+@pytest.mark.parametrize('fixture', ['internvl2_tiny', 'internvl2_tiny_qwen2', 'internvl2_tiny_phi3'])
+def test_packed_decoder_matches_each_sample_alone(fixture):
+    """Every LLM family InternVL2 ships (InternLM2 as Llama, Qwen2, Phi-3) honours the sample bounds:
+    a packed row's hidden states equal each sample's own forward (a dropped bound would leak)."""
+    from pathlib import Path
+
+    from xtuner_ext.models.internvl2 import InternVLChatModel
+    from xtuner_ext.models.packed_attention import enable_packed_attention, run_packed_decoder
+
+    folder = Path(__file__).resolve().parents[1] / 'fixtures' / fixture
+    llm = InternVLChatModel.from_pretrained(folder, torch_dtype=torch.float32).language_model
+    enable_packed_attention(llm)
+    decoder = llm.get_decoder()
+    generator = torch.Generator().manual_seed(0)
+    lengths = [7, 12, 5]
+    samples = [torch.randint(3, llm.config.vocab_size, (n,), generator=generator) for n in lengths]
+    with torch.no_grad():
+        alone = torch.cat([decoder(input_ids=ids[None]).last_hidden_state[0] for ids in samples])
+        embeds = decoder.get_input_embeddings()(torch.cat(samples))[None]
+        positions = torch.cat([torch.arange(n) for n in lengths])[None]
+        packed = run_packed_decoder(decoder, embeds, positions, torch.tensor([0, 7, 19, 24]))[0]
+    torch.testing.assert_close(packed, alone, rtol=1e-4, atol=1e-5)

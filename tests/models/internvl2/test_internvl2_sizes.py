@@ -26,7 +26,7 @@ RELEASED = {
     'internvl2-8b': (8.08, 1e9, 'LlamaForCausalLM'),
     'internvl2-26b': (25.51, 1e9, 'LlamaForCausalLM'),
 }
-SIZE_CONFIGS = sorted(name for name in INDEX if 'tiny' not in name)
+SIZE_CONFIGS = sorted(name for name in INDEX if name.startswith('xtuner_ext_internvl2_') and 'tiny' not in name)
 NEVER_ADAPTED = ('lm_head', 'embed_tokens')
 
 

@@ -65,6 +65,12 @@ param_scheduler = [
 
 train_cfg = dict(max_epochs=max_epochs)
 
+custom_hooks = [
+    dict(type='RandomStateHook'),
+    dict(_base_.before_after_chat_hook, heldout_data=data_root + '/heldout.json', train_data=data_path,
+         image_folder=image_folder, max_new_tokens=32, max_items=8, train_items=4),  # all 8 held-out images
+]
+
 default_hooks = dict(
     logger=dict(interval=1),
     checkpoint=dict(interval=save_steps),

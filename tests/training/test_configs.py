@@ -33,8 +33,10 @@ def registry_for(path):
         return r.PARAM_SCHEDULERS
     if top == 'train_cfg':
         return r.LOOPS
-    if top in ('custom_hooks', 'default_hooks'):
+    if top in ('custom_hooks', 'default_hooks') or top.endswith('_hook'):  # hooks/ fragments name theirs *_hook
         return r.HOOKS
+    if len(path) > 1 and path[-2] == 'vis_backends':
+        return r.VISBACKENDS
     if top == 'visualizer':
         return r.VISUALIZERS
     return None

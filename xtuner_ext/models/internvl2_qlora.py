@@ -262,3 +262,30 @@ class InternVL2QLoRA(BaseModel):
 
     def predict(self, questions: List[str], images: List[Optional[str]], **unused) -> List[Dict[str, str]]:
         return [dict(question=q, image=img, answer=self.chat(img, q)) for q, img in zip(questions, images)]
+
+    @torch.no_grad()
+    def answer_log_likelihood(self, image: Union[str, 'PIL.Image.Image', None], question: str,
+                              answers: List[str]) -> List[float]:
+        """Mean log-probability per token of each answer to ``question`` on ``image``, encoded
+        exactly as a training record (so the score and the training loss are the same quantity)."""
+        pixel_values = self.processor.pixel_values(image) if image is not None else None
+        tiles = len(pixel_values) if pixel_values is not None else 0
+        modes = [(module, module.training) for module in self.modules()]
+        self.eval()
+        try:
+            return [-self._answer_loss(pixel_values, tiles, question, answer) for answer in answers]
+        finally:
+            for module, training in modes:
+                module.training = training
+
+    def _answer_loss(self, pixel_values, tiles: int, question: str, answer: str) -> float:
+        record = dict(image='image' if tiles else None,
+                      conversations=[dict(value=question), dict(value=answer)])
+        encoded = self.processor.encode(record, tiles, 1 << 62)
+        device = self.model.device
+        data = dict(input_ids=torch.tensor([encoded.input_ids], device=device),
+                    labels=torch.tensor([encoded.labels], device=device))
+        if pixel_values is not None:
+            data.update(pixel_values=pixel_values.to(device),
+                        image_flags=torch.ones(tiles, dtype=torch.long, device=device))
+        return float(self.compute_loss(**data))

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Sequence, Union
 
 import torch
 import transformers
@@ -84,14 +84,28 @@ def training_corpus() -> list:
     return [line for line in _CORPUS.splitlines() if line.strip()]
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level BPE trained on the built-in corpus; ``<s>`` is prepended like InternLM2's tokenizer."""
+CHARACTER_REPEATS = 20  # each extra character fed alone this often: its bytes merge before any word does
+
+
+def build_tokenizer(extra_texts: Sequence[str] = (), vocab_size: int = BPE_VOCAB_SIZE) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on the built-in corpus; ``<s>`` is prepended like InternLM2's tokenizer.
+
+    ``extra_texts`` (e.g. a data set's answers) join the corpus and every character in them becomes
+    one token, so a small model trained on them generates whole characters, never stray UTF-8 bytes
+    (which decode to U+FFFD). Raises ValueError when ``vocab_size`` is too small for that.
+    """
     tokenizer = Tokenizer(models.BPE(unk_token='<unk>'))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=BPE_VOCAB_SIZE, special_tokens=list(BASE_SPECIAL_TOKENS),
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(BASE_SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(training_corpus(), trainer=trainer)
+    characters = sorted({c for text in extra_texts for c in text if not c.isspace()})
+    tokenizer.train_from_iterator(training_corpus() + list(extra_texts) + characters * CHARACTER_REPEATS,
+                                  trainer=trainer)
+    split = [c for c in characters if len(tokenizer.encode(c).ids) != 1]
+    if split:
+        raise ValueError(f'vocab_size={vocab_size} leaves {len(split)} characters of the extra texts in several '
+                         f'byte tokens (e.g. {"".join(split[:10])}); raise vocab_size')
     tokenizer.post_processor = processors.TemplateProcessing(single='<s> $A', pair='<s> $A $B',
                                                              special_tokens=[('<s>', tokenizer.token_to_id('<s>'))])
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token='<s>', eos_token='</s>', unk_token='<unk>',
@@ -131,7 +145,8 @@ def _base_config(**fields: Any) -> Dict[str, Any]:
 
 
 def official_config_dict(preset: str = 'tiny', **overrides: Any) -> Dict[str, Any]:
-    """``config.json`` content, in the official layout, for a preset with overrides."""
+    """``config.json`` content, in the official layout, for a preset with overrides (``vocab_size``
+    None: the built-in tokenizer's)."""
     s = _settings(preset, overrides)
     vocab_size = s['vocab_size'] or len(build_tokenizer())
     vision = _base_config(
@@ -200,8 +215,12 @@ def _apply_umask(folder: Path) -> None:
 
 
 def make_tiny_model(out_dir: Union[str, Path], seed: int = 0, preset: str = 'tiny', overwrite: bool = False,
+                    tokenizer_texts: Sequence[str] = (), tokenizer_vocab_size: int = BPE_VOCAB_SIZE,
                     **overrides: Any) -> Path:
     """Write a seeded random InternVL2 checkpoint folder; same arguments give identical files.
+
+    ``tokenizer_texts`` / ``tokenizer_vocab_size``: see :func:`build_tokenizer` (the embedded demo
+    passes the sample's jokes, so its answers are readable text).
 
     Written to a temporary sibling folder first and renamed into place, so ``out_dir`` is never
     half-written. Raises ``FileExistsError`` if ``out_dir`` exists and ``overwrite`` is False.
@@ -211,6 +230,9 @@ def make_tiny_model(out_dir: Union[str, Path], seed: int = 0, preset: str = 'tin
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f'{out_dir} already exists; pass overwrite=True (--overwrite) to replace it')
+    tokenizer = build_tokenizer(tokenizer_texts, tokenizer_vocab_size)
+    if overrides.get('vocab_size') is None and PRESETS.get(preset, {}).get('vocab_size') is None:
+        overrides['vocab_size'] = len(tokenizer)
     config = InternVLChatConfig(official_config_dict(preset, **overrides), source=preset)
     with torch.device('meta'):
         model = InternVLChatModel(config)
@@ -219,7 +241,7 @@ def make_tiny_model(out_dir: Union[str, Path], seed: int = 0, preset: str = 'tin
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
-        build_tokenizer().save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
         _apply_umask(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)

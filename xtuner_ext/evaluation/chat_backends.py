@@ -31,9 +31,11 @@ class InternVL2ChatBackend:
         return self.model.answer_log_likelihood(image, question, answers)
 
 
-def backend_for(model, generation_config: dict, stop_words: Sequence[str] = (), tokenizer=None,
-                image_processor=None, system: str = '', instruction: Optional[str] = None):
-    """The backend that fits ``model`` (unwrapped from DDP by the caller)."""
+def backend_for(model, generation_config: dict, stop_words: Sequence[str] = (), system: str = '',
+                prompt_template=None, tokenizer=None, image_processor=None):
+    """The backend that fits ``model`` (unwrapped from DDP by the caller). ``system``,
+    ``prompt_template``, ``tokenizer`` and ``image_processor`` are stock ``EvaluateChatHook``'s, for
+    models without a processor of their own."""
     if hasattr(model, 'chat') and hasattr(model, 'answer_log_likelihood'):
         return InternVL2ChatBackend(model, generation_config, stop_words)
     raise TypeError(f'BeforeAfterChatHook cannot evaluate a {type(model).__name__}: it needs an InternVL2QLoRA '

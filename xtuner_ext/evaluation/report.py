@@ -216,3 +216,23 @@ def write_report(work_dir, state: dict, thumbnails: Dict[str, Optional[str]]) ->
     page = work_dir / f'{REPORT_NAME}.html'
     write_atomically(page, render_html(state, thumbnails).encode('utf-8'))
     return page
+
+
+def render_summary(work_dir) -> str:
+    """A short text table of the metric deltas (first vs last stage) and where the report is: what
+    ``make demo`` prints at the end."""
+    work_dir = Path(work_dir)
+    metrics_file = work_dir / f'{REPORT_NAME}_metrics.json'
+    if not metrics_file.is_file():
+        return f'no before/after report in {work_dir} (is BeforeAfterChatHook in the config\'s custom_hooks?)'
+    stages = json.loads(metrics_file.read_text(encoding='utf-8'))
+    names = list(stages)
+    first, last = stages[names[0]]['metrics'], stages[names[-1]]['metrics']
+    lines = [f'before/after report: {work_dir / (REPORT_NAME + ".html")} (and .md, .jsonl)',
+             f'{"split":<8} {"metric":<16} {names[0]:>8} {names[-1]:>8} {"delta":>8}']
+    for split, values in last.items():
+        for metric in METRICS:
+            before, after = first.get(split, {}).get(metric), values.get(metric)
+            delta = '–' if before is None or after is None else f'{after - before:+.3f}'
+            lines.append(f'{split:<8} {metric:<16} {_fmt(before):>8} {_fmt(after):>8} {delta:>8}')
+    return '\n'.join(lines)

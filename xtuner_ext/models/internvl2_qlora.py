@@ -266,26 +266,38 @@ class InternVL2QLoRA(BaseModel):
     @torch.no_grad()
     def answer_log_likelihood(self, image: Union[str, 'PIL.Image.Image', None], question: str,
                               answers: List[str]) -> List[float]:
-        """Mean log-probability per token of each answer to ``question`` on ``image``, encoded
-        exactly as a training record (so the score and the training loss are the same quantity)."""
+        """Mean log-probability per token of each answer to ``question`` on ``image``, each encoded
+        exactly as a training record (the score is minus that record's training loss). One forward
+        pass for all answers; the image is encoded once."""
         pixel_values = self.processor.pixel_values(image) if image is not None else None
         tiles = len(pixel_values) if pixel_values is not None else 0
         modes = [(module, module.training) for module in self.modules()]
         self.eval()
         try:
-            return [-self._answer_loss(pixel_values, tiles, question, answer) for answer in answers]
+            return self._answer_log_likelihood(pixel_values, tiles, question, answers)
         finally:
             for module, training in modes:
                 module.training = training
 
-    def _answer_loss(self, pixel_values, tiles: int, question: str, answer: str) -> float:
-        record = dict(image='image' if tiles else None,
-                      conversations=[dict(value=question), dict(value=answer)])
-        encoded = self.processor.encode(record, tiles, 1 << 62)
-        device = self.model.device
-        data = dict(input_ids=torch.tensor([encoded.input_ids], device=device),
-                    labels=torch.tensor([encoded.labels], device=device))
+    def _answer_log_likelihood(self, pixel_values, tiles: int, question: str, answers: List[str]) -> List[float]:
+        encoded = [self.processor.encode(dict(image='image' if tiles else None, conversations=[
+            dict(value=question), dict(value=answer)]), tiles, 1 << 62) for answer in answers]
+        length, device = max(len(e.input_ids) for e in encoded), self.model.device
+        input_ids = torch.zeros(len(encoded), length, dtype=torch.long, device=device)
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        attention_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+        for row, e in enumerate(encoded):  # right-padded, as in training
+            input_ids[row, :len(e.input_ids)] = torch.tensor(e.input_ids)
+            labels[row, :len(e.labels)] = torch.tensor(e.labels)
+            attention_mask[row, :len(e.input_ids)] = True
+        vit_embeds = None
         if pixel_values is not None:
-            data.update(pixel_values=pixel_values.to(device),
-                        image_flags=torch.ones(tiles, dtype=torch.long, device=device))
-        return float(self.compute_loss(**data))
+            vit_embeds = self.model.extract_feature(self._pixels(pixel_values.to(device))).repeat(len(encoded), 1, 1)
+        decoder, head = self._decoder_and_head()
+        hidden = decoder(inputs_embeds=self.model._embed_with_images(input_ids, vit_embeds),
+                         attention_mask=attention_mask, use_cache=False).last_hidden_state
+        targets = labels[:, 1:]
+        answer = targets != IGNORE_INDEX
+        log_probs = torch.log_softmax(head(hidden[:, :-1]).float(), dim=-1)
+        picked = log_probs.gather(-1, targets.clamp(min=0)[..., None])[..., 0] * answer
+        return (picked.sum(1) / answer.sum(1).clamp(min=1)).tolist()

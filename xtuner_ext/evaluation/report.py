@@ -62,10 +62,13 @@ def _metrics_markdown(state: dict) -> List[str]:
     first, last = state['stages'][0]['name'], state['stages'][-1]['name']
     lines = []
     for split, row in metric_deltas(state).items():
-        lines += [f'### {SPLIT_TITLES.get(split, split)}', '', f'| metric | {first} | {last} | delta |',
-                  '|---|---|---|---|']
-        lines += [f'| {m} | {_fmt(b)} | {_fmt(a)} | {"–" if d is None else f"{d:+.3f}"} |'
-                  for m, (b, a, d) in row.items()]
+        lines += [f'### {SPLIT_TITLES.get(split, split)}', '']
+        if len(state['stages']) == 1:  # nothing to compare yet
+            lines += [f'| metric | {first} |', '|---|---|'] + [f'| {m} | {_fmt(b)} |' for m, (b, _, _) in row.items()]
+        else:
+            lines += [f'| metric | {first} | {last} | delta |', '|---|---|---|---|']
+            lines += [f'| {m} | {_fmt(b)} | {_fmt(a)} | {"–" if d is None else f"{d:+.3f}"} |'
+                      for m, (b, a, d) in row.items()]
         lines.append('')
     return lines
 
@@ -176,9 +179,8 @@ def _answers_html(state: dict, thumbnails: Dict[str, Optional[str]]) -> str:
     head = ''.join(f'<th>{html.escape(s["name"])}</th>' for s in state['stages'])
     rows = []
     for item in state['items']:
-        uri = thumbnails.get(item['id'])
-        image = f'<img src="{uri}" alt="{html.escape(Path(item["image"]).name)}">' if uri else (
-            html.escape(Path(item['image']).name) if item.get('image') else '(text only)')
+        uri, name = thumbnails.get(item['id']), Path(item['image']).name if item.get('image') else ''
+        image = f'<img src="{uri}" alt="{html.escape(name)}">' if uri else html.escape(name or '(text only)')
         answers = ''.join(f'<td>{html.escape(s["answers"].get(item["id"], "–"))}</td>' for s in state['stages'])
         rows.append(f'<tr><td>{html.escape(item["split"])}</td><td>{image}</td><td>{html.escape(item["question"])}'
                     f'</td><td class="ref">{html.escape(item.get("reference") or "")}</td>{answers}</tr>')

@@ -20,7 +20,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from PIL import Image
 
-from xtuner_ext.evaluation.chat_backends import backend_for
+from xtuner_ext.evaluation.chat_backends import backend_for, build_tokenizer
 from xtuner_ext.evaluation.items import (attach_choices, drop_unreadable_images, image_problem, input_items,
                                          record_items, training_answers)
 from xtuner_ext.evaluation.metrics import stage_metrics
@@ -57,8 +57,8 @@ class BeforeAfterChatHook(Hook):
         self.every_n_iters = every_n_iters
         self.generation_config = greedy_generation_config(max_new_tokens, generation_kwargs)
         self.stop_words = [w for w in [*(stop_words or ()), stop_word] if w]
-        self.prompt_args = dict(system=system, prompt_template=prompt_template, tokenizer=tokenizer,
-                                image_processor=image_processor)
+        self.prompt_args = dict(system=system, prompt_template=prompt_template, image_processor=image_processor,
+                                tokenizer=build_tokenizer(tokenizer) if tokenizer is not None else None)
         self.items = self._collect_items(evaluation_inputs, evaluation_images, heldout_data, max_items, train_data,
                                          train_items, image_folder, choice_candidates)
         self.training_answers = training_answers(train_data, image_folder)

@@ -110,7 +110,7 @@ def train(env, work_dir: Path, data_dir: Path, *extra: str) -> subprocess.Comple
     """4 iterations (4 records x 4 repeats / batch 4), a checkpoint every 2, a tiny evaluation."""
     command = [str(XTUNER), 'train', str(CONFIG), '--work-dir', str(work_dir), *extra, '--cfg-options',
                f'train_dataloader.dataset.data_path={data_dir / "train4.json"}',
-               'train_dataloader.dataset.repeat_times=4', 'train_cfg.max_epochs=1',
+               'train_dataloader.dataset.repeat_times=4', 'train_cfg.iter_cap=4',
                'default_hooks.checkpoint.interval=2', 'custom_hooks.1.max_items=3', 'custom_hooks.1.train_items=2',
                'custom_hooks.1.max_new_tokens=6', f'custom_hooks.1.train_data={data_dir / "train4.json"}',
                'custom_hooks.1.every_n_iters=2']
@@ -170,3 +170,15 @@ def test_resume_keeps_the_before_answers(trained, tmp_path):
     rows, reference = read_rows(tmp_path), read_rows(first)
     assert [r for r in rows if r['stage'] != 'after'] == [r for r in reference if r['stage'] != 'after']
     assert {r['stage'] for r in rows} == {'before', 'iter_2', 'after'}
+
+
+def test_answer_likelihood_is_minus_the_training_loss(make_qlora, train_dataset, sample_dir):
+    """The choice score of an answer is the training loss of the same record, negated."""
+    from xtuner_ext.data.internvl2_dataset import internvl2_collate_fn
+
+    model = make_qlora().eval()
+    question, answer = (t['value'] for t in json.loads((sample_dir / 'train.json').read_text('utf-8'))[0]['conversations'])
+    with torch.no_grad():
+        loss = model(internvl2_collate_fn([train_dataset[0]])['data'])['loss']
+    scores = model.answer_log_likelihood(train_dataset.samples[0]['image'], question, [answer, '别的笑话'])
+    assert scores[0] == pytest.approx(-float(loss), abs=1e-3) and scores[0] != scores[1]  # 4-bit kernels differ slightly

@@ -83,16 +83,16 @@ class BeforeAfterChatHook(Hook):
     # ---- schedule ----
     def before_train(self, runner) -> None:
         if not self.state['stages']:  # a resume brings its stages back in after_load_checkpoint
-            self._evaluate(runner, 'before' if runner.iter == 0 else f'iter_{runner.iter}')
+            self._evaluate(runner, 'before' if runner.iter == 0 else f'iter_{runner.iter}', runner.iter)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self._record_loss(runner)
         if self.every_n_iters and self.every_n_train_iters(runner, self.every_n_iters) \
                 and not self.is_last_train_iter(runner):
-            self._evaluate(runner, f'iter_{runner.iter + 1}')
+            self._evaluate(runner, f'iter_{runner.iter + 1}', runner.iter + 1)  # runner.iter counts up after
 
     def after_train(self, runner) -> None:
-        self._evaluate(runner, 'after')
+        self._evaluate(runner, 'after', runner.iter)
 
     # ---- state in checkpoints ----
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -110,17 +110,17 @@ class BeforeAfterChatHook(Hook):
         if scalar is not None:
             self.state['loss'].append([runner.iter + 1, float(scalar.current())])
 
-    def _evaluate(self, runner, name: str) -> None:
+    def _evaluate(self, runner, name: str, iteration: int) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         backend = backend_for(model, self.generation_config, self.stop_words, **self.prompt_args)
         start = time.perf_counter()
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             answers, scores = self._answer_all(backend)
-        stage = dict(name=name, iter=runner.iter, seconds=round(time.perf_counter() - start, 3), answers=answers,
+        stage = dict(name=name, iter=iteration, seconds=round(time.perf_counter() - start, 3), answers=answers,
                      choice_scores=scores, metrics=self._metrics(answers, scores))
         self.state['stages'].append(stage)
-        print_log(f'BeforeAfterChatHook: {name} (iteration {runner.iter}): {len(answers)} of {len(self.items)} '
+        print_log(f'BeforeAfterChatHook: {name} (iteration {iteration}): {len(answers)} of {len(self.items)} '
                   f'items answered in {stage["seconds"]:.1f} s (max_new_tokens='
                   f'{self.generation_config["max_new_tokens"]})', 'current')
         self._publish(runner, stage)

@@ -182,3 +182,25 @@ def test_answer_likelihood_is_minus_the_training_loss(make_qlora, train_dataset,
         loss = model(internvl2_collate_fn([train_dataset[0]])['data'])['loss']
     scores = model.answer_log_likelihood(train_dataset.samples[0]['image'], question, [answer, '别的笑话'])
     assert scores[0] == pytest.approx(-float(loss), abs=1e-3) and scores[0] != scores[1]  # 4-bit kernels differ slightly
+
+
+def test_chat_between_training_steps_leaves_the_gradients_unchanged(make_qlora, train_dataset, sample_dir):
+    """Evaluating mid-training must not repack the 4-bit weights for inference (bitsandbytes does so
+    in eval mode on AVX512-BF16 CPUs, and backward then runs through a kernel without autograd)."""
+    import bitsandbytes as bnb
+    from xtuner_ext.data.internvl2_dataset import internvl2_collate_fn
+
+    batch = internvl2_collate_fn([train_dataset[0], train_dataset[1]])['data']
+    grads = []
+    for evaluate_first in (False, True):
+        torch.manual_seed(0)
+        model = make_qlora()
+        if evaluate_first:
+            model.chat(train_dataset.samples[0]['image'], '讲个梗', generation_config=dict(max_new_tokens=3))
+            model.answer_log_likelihood(None, '讲个梗', ['太阳'])
+        model(batch)['loss'].backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+        layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+        assert layers and not any(getattr(m.weight.quant_state, 'packing_format_for_cpu', False) for m in layers)
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6) for n in grads[0])

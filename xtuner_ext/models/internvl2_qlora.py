@@ -8,6 +8,7 @@ weights stay in ``torch_dtype``: that keeps a bf16 model trainable under an fp16
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Dict, List, Optional, Union
 
@@ -249,13 +250,25 @@ class InternVL2QLoRA(BaseModel):
         if image is not None:
             pixel_values = self._pixels(self.processor.pixel_values(image).to(self.model.device))
         query = self.processor.prompt(question, history, [len(pixel_values)] if pixel_values is not None else [])
-        # Restore each module's own flag: the model can be in a mixed state (from_pretrained returns
-        # the inner model in eval mode while peft's new LoRA dropouts are in train mode).
-        modes = [(module, module.training) for module in self.modules()]
-        self.eval()
-        try:
+        with self._inference():
             return self.model.generate_text(self.tokenizer, [query], pixel_values,
                                             dict(generation_config or self.generation_config))[0]
+
+    @contextlib.contextmanager
+    def _inference(self):
+        """Eval mode inside, each module's own flag restored after (the model can be in a mixed state:
+        from_pretrained returns the inner model in eval mode while peft's LoRA dropouts train).
+
+        4-bit layers keep their training flag: in eval mode on a CPU with AVX512-BF16, bitsandbytes
+        repacks their weights for inference once and for all, and training afterwards (chat() between
+        iterations, as the before/after hook does) backpropagates through a kernel without autograd."""
+        import bitsandbytes as bnb
+
+        modes = [(module, module.training) for module in self.modules()]
+        for module in self.modules():
+            module.training = isinstance(module, bnb.nn.Linear4bit) and module.training
+        try:
+            yield
         finally:
             for module, training in modes:
                 module.training = training
@@ -271,13 +284,8 @@ class InternVL2QLoRA(BaseModel):
         pass for all answers; the image is encoded once."""
         pixel_values = self.processor.pixel_values(image) if image is not None else None
         tiles = len(pixel_values) if pixel_values is not None else 0
-        modes = [(module, module.training) for module in self.modules()]
-        self.eval()
-        try:
+        with self._inference():
             return self._answer_log_likelihood(pixel_values, tiles, question, answers)
-        finally:
-            for module, training in modes:
-                module.training = training
 
     def _answer_log_likelihood(self, pixel_values, tiles: int, question: str, answers: List[str]) -> List[float]:
         encoded = [self.processor.encode(dict(image='image' if tiles else None, conversations=[

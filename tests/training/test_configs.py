@@ -44,7 +44,7 @@ def registry_for(path):
 
 # Arguments the runner supplies itself when it builds a node at that place.
 INJECTED = {'sampler': {'dataset'}, 'train_cfg': {'runner', 'dataloader'}, 'param_scheduler': {'optimizer'},
-            'optimizer': {'params'}}
+            'optimizer': {'params'}, 'visualizer': {'save_dir'}}  # the runner gives the visualizer its log dir
 
 
 # Keys the builder consumes before calling the type (mmengine's build_scheduler_from_cfg).

@@ -128,8 +128,8 @@ class BeforeAfterChatHook(Hook):
     def _answer_all(self, backend) -> tuple:
         answers, scores = {}, {}
         for item in self.items:
-            image = self._open_image(item)
-            if image is False:
+            readable, image = self._open_image(item)
+            if not readable:
                 continue
             answers[item['id']] = backend.answer(image, item['question'])
             if item['choices']:
@@ -137,17 +137,18 @@ class BeforeAfterChatHook(Hook):
         return answers, scores
 
     @staticmethod
-    def _open_image(item: dict):
-        """The item's image (None for text-only), or False, with a warning, when it became unreadable."""
+    def _open_image(item: dict) -> tuple:
+        """``(True, image or None for text-only)``, or ``(False, None)`` with a warning when the image
+        became unreadable since the start."""
         if not item.get('image'):
-            return None
+            return True, None
         problem = image_problem(item['image'])
         if problem:
             print_log(f'BeforeAfterChatHook: skipping item {item["id"]} this time: its image {item["image"]} cannot '
                       f'be read ({problem})', 'current', logging.WARNING)
-            return False
+            return False, None
         with Image.open(item['image']) as image:
-            return image.convert('RGB')
+            return True, image.convert('RGB')
 
     def _metrics(self, answers: dict, scores: dict) -> dict:
         metrics = {}

@@ -53,8 +53,8 @@ def record_items(data: str, split: str, limit: int, image_folder: Optional[str] 
         turns = record['conversations']
         image = None
         if record.get('image'):
-            image, problem = resolve_image_path(record['image'], loaded.image_folder)
-            image = image or record['image']  # an unusable path is reported by the image check
+            resolved, _ = resolve_image_path(record['image'], loaded.image_folder)
+            image = resolved or record['image']  # an unusable path is reported by the image check
         items.append(dict(id=f'{split}:{record.get("id", index)}', split=split, image=image,
                           question=turns[0]['value'], reference=turns[1]['value'] if len(turns) > 1 else None,
                           source=f'{loaded.source}:{record.get("source_index", index)}'))

@@ -1,19 +1,18 @@
 """`make demo`: QLoRA-fine-tune the embedded tiny InternVL2 on the embedded CLoT sample with stock
-`xtuner train`, check what it wrote, and show what the model answers before and after.
+`xtuner train`, check what it wrote, and show the before/after report (BeforeAfterChatHook).
 
     python tools/demo.py [--work-dir work_dirs/demo] [--embedded embedded]
 
 Exit code 0 only when training produced a checkpoint that loads strictly and the loss fell.
 """
 import argparse
-import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from xtuner_ext.fileio import write_atomically
+from xtuner_ext.evaluation.report import render_summary
 from xtuner_ext.web.launch import open_hint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,11 +24,11 @@ LOSS = re.compile(r'Iter\(train\) \[\s*(\d+)/(\d+)\].*?\bloss: ([0-9.]+)')
 def ensure_embedded(root: Path) -> tuple:
     """The embedded default: a seeded tiny InternVL2 and the CLoT-style sample (made once)."""
     from xtuner_ext.data.sample import make_clot_sample
-    from xtuner_ext.models.internvl2.tiny import make_tiny_model
+    from xtuner_ext.models.internvl2.tiny import make_embedded_model
 
     model_dir, data_dir = root / 'internvl2_tiny', root / 'CLoT_sample'
     if not model_dir.is_dir():
-        make_tiny_model(model_dir, seed=0)
+        make_embedded_model(model_dir, seed=0)
     if not data_dir.is_dir():
         make_clot_sample(data_dir, seed=0)
     return model_dir, data_dir
@@ -44,21 +43,6 @@ def build_model(env: dict, pretrained_pth=None):
     cfg = Config.fromfile(str(CONFIG))
     cfg.model.pretrained_pth = pretrained_pth
     return MODELS.build(cfg.model).eval()
-
-
-def questions(data_dir: Path) -> list:
-    """Two training images (seen) and two held-out ones (unseen), with their reference jokes."""
-    picks = []
-    for split, n in (('train', 2), ('heldout', 2)):
-        for record in json.loads((data_dir / f'{split}.json').read_text(encoding='utf-8'))[:n]:
-            turns = record['conversations']
-            picks.append(dict(split=split, image=str(data_dir / record['image']), question=turns[0]['value'],
-                              reference=turns[1]['value']))
-    return picks
-
-
-def answer_all(model, picks: list) -> list:
-    return [model.chat(p['image'], p['question']) for p in picks]
 
 
 def train(work_dir: Path, env: dict) -> tuple:
@@ -82,15 +66,6 @@ def train(work_dir: Path, env: dict) -> tuple:
     return checkpoint, [float(m.group(3)) for m in matches]
 
 
-def report(picks: list, before: list, after: list) -> str:
-    lines = ['# Tiny InternVL2 QLoRA demo: answers before and after fine-tuning', '',
-             '| split | image | reference joke | before | after |', '|---|---|---|---|---|']
-    for p, b, a in zip(picks, before, after):
-        cells = [p['split'], Path(p['image']).name, p['reference'], b, a]
-        lines.append('| ' + ' | '.join(c.replace('|', '\\|').replace('\n', ' ') for c in cells) + ' |')
-    return '\n'.join(lines) + '\n'
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
@@ -100,22 +75,14 @@ def main(argv=None) -> int:
 
     model_dir, data_dir = ensure_embedded(root)
     env = dict(XTUNER_EXT_MODEL_PATH=str(model_dir), XTUNER_EXT_DATA_ROOT=str(data_dir))
-    picks = questions(data_dir)
-    before = answer_all(build_model(env), picks)
-
     checkpoint, history = train(work_dir, env)
-    after = answer_all(build_model(env, pretrained_pth=str(checkpoint)), picks)  # strict load
+    build_model(env, pretrained_pth=str(checkpoint))  # the checkpoint loads strictly
 
-    text = report(picks, before, after)
-    answers = work_dir / 'answers.md'
-    write_atomically(answers, text.encode('utf-8'))
-    print('\n' + text)
+    print('\n' + render_summary(work_dir))
     first, last = history[:10], history[-10:]
     print(f'checkpoint: {checkpoint}')
     print(f'loss (10-iteration running mean): {first[0]:.3f} at start -> {last[-1]:.3f} after {len(history)} '
-          f'iterations; answers saved to {answers}')
-    from xtuner_ext.evaluation.mmbench.demo import demo_before_after  # MMBench: base vs fine-tune
-    demo_before_after(model_dir, CONFIG, checkpoint, root, work_dir / 'mmbench')
+          'iterations')
     if sum(last) / len(last) >= sum(first) / len(first):
         print('error: the loss did not fall', file=sys.stderr)
         return 1

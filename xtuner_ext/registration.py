@@ -10,7 +10,8 @@ import importlib
 REGISTERED = {
     'MODELS': ['xtuner_ext.models.internvl2_qlora.InternVL2QLoRA'],
     'DATASETS': ['xtuner_ext.data.internvl2_dataset.InternVL2ConversationDataset'],
-    'HOOKS': ['xtuner_ext.engine.random_state_hook.RandomStateHook'],
+    'HOOKS': ['xtuner_ext.engine.random_state_hook.RandomStateHook',
+              'xtuner_ext.engine.before_after_hook.BeforeAfterChatHook'],
     'LOOPS': ['xtuner_ext.engine.train_loop.CappedTrainLoop'],
     'FUNCTIONS': ['xtuner_ext.data.internvl2_dataset.internvl2_collate_fn',
                   'xtuner_ext.data.packing.internvl2_packed_collate_fn'],

@@ -16,6 +16,7 @@
 # mmengine parses a config with imports lazily, and then `{{$VAR:default}}` environment
 # substitution is off.
 custom_imports = dict(imports=['xtuner_ext'], allow_failed_imports=False)
+_base_ = ['../../hooks/before_after_chat.py']  # the before/after chat report (BeforeAfterChatHook)
 
 #######################################################################
 #                          PART 1  Settings                           #
@@ -124,7 +125,12 @@ train_cfg = dict(type='CappedTrainLoop', max_epochs=max_epochs, iter_cap=None)
 #######################################################################
 #                           PART 5  Runtime                           #
 #######################################################################
-custom_hooks = [dict(type='RandomStateHook')]  # exact --resume (LoRA dropout)
+custom_hooks = [
+    dict(type='RandomStateHook'),  # exact --resume (LoRA dropout)
+    # Answers before/after on the first training records; after splitting (see the top), add
+    # heldout_data=data_root + '/heldout.json' to score unseen images too.
+    dict(_base_.before_after_chat_hook, train_data=data_path, image_folder=image_folder, every_n_iters=save_steps),
+]
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -147,7 +153,8 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'),
 )
 
-visualizer = None
+# Scalars (loss, before/after metrics) to work_dir/<time>/vis_data: json and TensorBoard event files
+visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
 log_level = 'INFO'
 load_from = None
 resume = False

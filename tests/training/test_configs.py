@@ -34,8 +34,10 @@ def registry_for(path):
         return r.PARAM_SCHEDULERS
     if top == 'train_cfg':
         return r.LOOPS
-    if top in ('custom_hooks', 'default_hooks'):
+    if top in ('custom_hooks', 'default_hooks') or top.endswith('_hook'):  # hooks/ fragments name theirs *_hook
         return r.HOOKS
+    if len(path) > 1 and path[-2] == 'vis_backends':
+        return r.VISBACKENDS
     if top == 'visualizer':
         return r.VISUALIZERS
     return None
@@ -43,7 +45,7 @@ def registry_for(path):
 
 # Arguments the runner supplies itself when it builds a node at that place.
 INJECTED = {'sampler': {'dataset'}, 'train_cfg': {'runner', 'dataloader'}, 'param_scheduler': {'optimizer'},
-            'optimizer': {'params'}}
+            'optimizer': {'params'}, 'visualizer': {'save_dir'}}  # the runner gives the visualizer its log dir
 
 
 # Keys the builder consumes before calling the type (mmengine's build_scheduler_from_cfg).

@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from .loaders import load_clot_folder
-from .records import CLOT_HUMAN_VALUE, GPT, HUMAN
+from .records import CLOT_HUMAN_VALUE, CLOT_PROMPT, GPT, HUMAN
 from .split import split_by_image, write_split
 
 # (drawing, joke). Each drawing is used three times with different colours and sizes.
@@ -216,3 +216,10 @@ def _replace_dir(new: Path, target: Path) -> None:
     os.rename(target, old / target.name)
     os.rename(new, target)
     shutil.rmtree(old)
+
+
+def sample_texts() -> list[str]:
+    """Every text the sample's records hold (the prompt and the jokes): a tokenizer built with
+    these (``make_tiny_model(..., tokenizer_texts=sample_texts())``) spells every answer in whole
+    characters."""
+    return [CLOT_PROMPT] + [joke for _, joke in JOKES]

@@ -1,1 +1,1 @@
-"""Benchmarks for xtuner_ext models."""
+"""Evaluation: the before/after report (question set, metrics, model backends, report) and benchmarks (MMBench)."""

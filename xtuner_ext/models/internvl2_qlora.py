@@ -8,6 +8,7 @@ weights stay in ``torch_dtype``: that keeps a bf16 model trainable under an fp16
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Dict, List, Optional, Union
 
@@ -276,16 +277,62 @@ class InternVL2QLoRA(BaseModel):
         if image is not None:
             pixel_values = self._pixels(self.processor.pixel_values(image).to(self.model.device))
         query = self.processor.prompt(question, history, [len(pixel_values)] if pixel_values is not None else [])
-        # Restore each module's own flag: the model can be in a mixed state (from_pretrained returns
-        # the inner model in eval mode while peft's new LoRA dropouts are in train mode).
-        modes = [(module, module.training) for module in self.modules()]
-        self.eval()
-        try:
+        with self._inference():
             return self.model.generate_text(self.tokenizer, [query], pixel_values,
                                             dict(generation_config or self.generation_config))[0]
+
+    @contextlib.contextmanager
+    def _inference(self):
+        """Eval mode inside, each module's own flag restored after (the model can be in a mixed state:
+        from_pretrained returns the inner model in eval mode while peft's LoRA dropouts train).
+
+        4-bit layers keep their training flag: in eval mode on a CPU with AVX512-BF16, bitsandbytes
+        repacks their weights for inference once and for all, and training afterwards (chat() between
+        iterations, as the before/after hook does) backpropagates through a kernel without autograd."""
+        import bitsandbytes as bnb
+
+        modes = [(module, module.training) for module in self.modules()]
+        for module in self.modules():
+            module.training = isinstance(module, bnb.nn.Linear4bit) and module.training
+        try:
+            yield
         finally:
             for module, training in modes:
                 module.training = training
 
     def predict(self, questions: List[str], images: List[Optional[str]], **unused) -> List[Dict[str, str]]:
         return [dict(question=q, image=img, answer=self.chat(img, q)) for q, img in zip(questions, images)]
+
+    @torch.no_grad()
+    def answer_log_likelihood(self, image: Union[str, 'PIL.Image.Image', None], question: str,
+                              answers: List[str]) -> List[float]:
+        """Mean log-probability per token of each answer to ``question`` on ``image``, each encoded
+        exactly as a training record (the score is minus that record's training loss). One forward
+        pass for all answers; the image is encoded once."""
+        pixel_values = self.processor.pixel_values(image) if image is not None else None
+        tiles = len(pixel_values) if pixel_values is not None else 0
+        with self._inference():
+            return self._answer_log_likelihood(pixel_values, tiles, question, answers)
+
+    def _answer_log_likelihood(self, pixel_values, tiles: int, question: str, answers: List[str]) -> List[float]:
+        encoded = [self.processor.encode(dict(image='image' if tiles else None, conversations=[
+            dict(value=question), dict(value=answer)]), tiles, 1 << 62) for answer in answers]
+        length, device = max(len(e.input_ids) for e in encoded), self.model.device
+        input_ids = torch.zeros(len(encoded), length, dtype=torch.long, device=device)
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        attention_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+        for row, e in enumerate(encoded):  # right-padded, as in training
+            input_ids[row, :len(e.input_ids)] = torch.tensor(e.input_ids)
+            labels[row, :len(e.labels)] = torch.tensor(e.labels)
+            attention_mask[row, :len(e.input_ids)] = True
+        vit_embeds = None
+        if pixel_values is not None:
+            vit_embeds = self.model.extract_feature(self._pixels(pixel_values.to(device))).repeat(len(encoded), 1, 1)
+        decoder, head = self._decoder_and_head()
+        hidden = decoder(inputs_embeds=self.model._embed_with_images(input_ids, vit_embeds),
+                         attention_mask=attention_mask, use_cache=False).last_hidden_state
+        targets = labels[:, 1:]
+        answer = targets != IGNORE_INDEX
+        log_probs = torch.log_softmax(head(hidden[:, :-1]).float(), dim=-1)
+        picked = log_probs.gather(-1, targets.clamp(min=0)[..., None])[..., 0] * answer
+        return (picked.sum(1) / answer.sum(1).clamp(min=1)).tolist()

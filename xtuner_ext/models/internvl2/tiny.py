@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple, Union
+from typing import Any, Callable, Dict, Sequence, Tuple, Union
 
 import torch
 import transformers
@@ -85,17 +85,30 @@ def training_corpus() -> list:
     return [line for line in _CORPUS.splitlines() if line.strip()]
 
 
-def build_tokenizer(role_tokens: Tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+CHARACTER_REPEATS = 20  # each extra character fed alone this often: its bytes merge before any word does
+
+
+def build_tokenizer(role_tokens: Tuple[str, ...] = (), extra_texts: Sequence[str] = (),
+                    vocab_size: int = BPE_VOCAB_SIZE) -> PreTrainedTokenizerFast:
     """Byte-level BPE trained on the built-in corpus; ``<s>`` is prepended like InternLM2's tokenizer.
 
     ``role_tokens``: a template's own special tokens (Phi-3's ``<|end|>`` ...), appended after the others.
+    ``extra_texts`` (e.g. a data set's answers) join the corpus and every character in them becomes
+    one token, so a small model trained on them generates whole characters, never stray UTF-8 bytes
+    (which decode to U+FFFD). Raises ValueError when ``vocab_size`` is too small for that.
     """
     tokenizer = Tokenizer(models.BPE(unk_token='<unk>'))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=BPE_VOCAB_SIZE, special_tokens=list(BASE_SPECIAL_TOKENS),
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(BASE_SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(training_corpus(), trainer=trainer)
+    characters = sorted({c for text in extra_texts for c in text if not c.isspace()})
+    tokenizer.train_from_iterator(training_corpus() + list(extra_texts) + characters * CHARACTER_REPEATS,
+                                  trainer=trainer)
+    split = [c for c in characters if len(tokenizer.encode(c).ids) != 1]
+    if split:
+        raise ValueError(f'vocab_size={vocab_size} leaves {len(split)} characters of the extra texts in several '
+                         f'byte tokens (e.g. {"".join(split[:10])}); raise vocab_size')
     tokenizer.post_processor = processors.TemplateProcessing(single='<s> $A', pair='<s> $A $B',
                                                              special_tokens=[('<s>', tokenizer.token_to_id('<s>'))])
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token='<s>', eos_token='</s>', unk_token='<unk>',
@@ -258,8 +271,12 @@ def _apply_umask(folder: Path) -> None:
 
 
 def make_tiny_model(out_dir: Union[str, Path], seed: int = 0, preset: str = 'tiny', overwrite: bool = False,
+                    tokenizer_texts: Sequence[str] = (), tokenizer_vocab_size: int = BPE_VOCAB_SIZE,
                     **overrides: Any) -> Path:
     """Write a seeded random InternVL2 checkpoint folder; same arguments give identical files.
+
+    ``tokenizer_texts`` / ``tokenizer_vocab_size``: see :func:`build_tokenizer` (the embedded demo
+    passes the sample's jokes, so its answers are readable text).
 
     Written to a temporary sibling folder first and renamed into place, so ``out_dir`` is never
     half-written. Raises ``FileExistsError`` if ``out_dir`` exists and ``overwrite`` is False.
@@ -270,6 +287,9 @@ def make_tiny_model(out_dir: Union[str, Path], seed: int = 0, preset: str = 'tin
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f'{out_dir} already exists; pass overwrite=True (--overwrite) to replace it')
     family = _settings(preset, overrides)['llm']
+    tokenizer = build_tokenizer(ROLE_TOKENS[family], tokenizer_texts, tokenizer_vocab_size)
+    if overrides.get('vocab_size') is None and PRESETS.get(preset, {}).get('vocab_size') is None:
+        overrides['vocab_size'] = len(tokenizer)
     config = InternVLChatConfig(official_config_dict(preset, **overrides), source=preset)
     with torch.device('meta'):
         model = InternVLChatModel(config)
@@ -278,7 +298,7 @@ def make_tiny_model(out_dir: Union[str, Path], seed: int = 0, preset: str = 'tin
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
-        build_tokenizer(ROLE_TOKENS[family]).save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
         _apply_umask(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -286,3 +306,18 @@ def make_tiny_model(out_dir: Union[str, Path], seed: int = 0, preset: str = 'tin
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+EMBEDDED_VOCAB_SIZE = 1024  # enough for every character of the sample's jokes to be one token
+EMBEDDED_IMAGE_SIZE = 224  # 64 image tokens per tile instead of 256: a CPU step is ~4x shorter
+
+
+def make_embedded_model(out_dir: Union[str, Path], seed: int = 0, overwrite: bool = False, **overrides: Any) -> Path:
+    """The embedded default of ``make demo``: the ``tiny`` preset with a tokenizer built for the
+    embedded CLoT sample (answers decode to readable characters) and 224-pixel tiles, so it learns
+    the sample's jokes within a few CPU minutes."""
+    from xtuner_ext.data.sample import sample_texts
+
+    overrides.setdefault('image_size', EMBEDDED_IMAGE_SIZE)
+    return make_tiny_model(out_dir, seed=seed, overwrite=overwrite, tokenizer_texts=sample_texts(),
+                           tokenizer_vocab_size=EMBEDDED_VOCAB_SIZE, **overrides)

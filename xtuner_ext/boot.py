@@ -15,12 +15,15 @@ that runs a small patch right after a listed module finishes executing:
   classes mmengine stores in its checkpoints while they are loaded, under
   torch>=2.6's ``weights_only`` default (``--resume``);
 - ``mmengine.fileio``: register the ``atomic_local`` file backend, so
-  checkpoints are written to a temporary name and renamed into place.
+  checkpoints are written to a temporary name and renamed into place;
+- ``xtuner.entry_point``: ``xtuner <cmd>`` exits with its tool's exit code
+  (stock ``cli()`` drops the code of the ``subprocess.run`` it ends with).
 
 Stdlib only at module level; every patch is idempotent. Helpers the patches call at run time
 (``write_atomically``, the checkpoint allow-list) live in plain modules (``fileio``,
 ``safe_load``) and are imported when first used.
 """
+import functools
 import importlib.abc
 import json
 import os
@@ -117,47 +120,106 @@ def register_atomic_backend(fileio) -> None:
     fileio.register_backend('atomic_local', AtomicLocalBackend)
 
 
+def shell_exit_code(returncode: int) -> int:
+    """A child's return code as a shell reports it: killed by signal N gives 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class _RecordingSubprocess:
+    """Stands in for ``subprocess`` inside ``xtuner.entry_point`` only: ``run`` keeps the child's code."""
+
+    def __init__(self, codes: list):
+        self._codes = codes
+
+    def run(self, *args, **kwargs):
+        import subprocess  # not at interpreter start
+        result = subprocess.run(*args, **kwargs)
+        self._codes.append(result.returncode)
+        return result
+
+    def __getattr__(self, name):
+        import subprocess
+        return getattr(subprocess, name)
+
+
+def _prints_help_only(entry_point, args: list) -> bool:
+    """What stock ``cli()`` answers without a child and without error: no arguments, ``help``/``version``, or a
+    mode's own help (``convert -h``); anything else without a child was a "command error"."""
+    if not args or args[0].lower() in entry_point.special:
+        return True
+    entry = entry_point.modes.get(args[0].lower())
+    return isinstance(entry, dict) and len(args) > 1 and entry.get(args[1].lower()) in entry_point.HELP_FUNCS
+
+
+def return_tool_exit_code(entry_point) -> None:
+    """The ``xtuner`` script runs ``sys.exit(cli())``, and stock ``cli()`` returns None whatever happened.
+    Make it return the tool's exit code, or 2 for a command it rejected."""
+    cli = entry_point.cli
+    if getattr(cli, '_xtuner_ext_wrapped', False):
+        return
+    codes = []
+    entry_point.subprocess = _RecordingSubprocess(codes)
+
+    @functools.wraps(cli)
+    def cli_with_exit_code():
+        codes.clear()
+        cli()
+        if codes:
+            return shell_exit_code(codes[-1])
+        return 0 if _prints_help_only(entry_point, sys.argv[1:]) else 2
+
+    cli_with_exit_code._xtuner_ext_wrapped = True
+    entry_point.cli = cli_with_exit_code
+
+
 POST_IMPORT_PATCHES = {
     'xtuner.configs': add_shipped_configs,
     'xtuner.utils.device': add_cpu_bf16_query,
     'mmengine.runner.checkpoint': allow_mmengine_checkpoint_classes,
     'xtuner.tools.utils': allow_seed_lookup_in_checkpoints,
     'mmengine.fileio': register_atomic_backend,
+    'xtuner.entry_point': return_tool_exit_code,
 }
 
 
 class _PatchingLoader(importlib.abc.Loader):
-    """Runs the wrapped loader, then the patch; everything else is delegated."""
+    """Runs the wrapped loader, then the actions; everything else is delegated."""
 
-    def __init__(self, loader, patch):
+    def __init__(self, loader, actions):
         self._loader = loader
-        self._patch = patch
+        self._actions = actions
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
         self._loader.exec_module(module)
-        _apply(self._patch, module)
+        for action in self._actions:
+            action(module)
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
 
 
 class _PostImportFinder(importlib.abc.MetaPathFinder):
+    """Stock-tool patches (a failure is a warning) and callbacks (``after_import``: errors propagate)."""
+
     def __init__(self, patches):
         self._patches = patches
+        self.callbacks = {}
 
     def find_spec(self, fullname, path, target=None):
-        patch = self._patches.get(fullname)
-        if patch is None:
+        actions = list(self.callbacks.get(fullname, ()))
+        if fullname in self._patches:
+            actions.insert(0, functools.partial(_apply, self._patches[fullname]))
+        if not actions:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, 'find_spec'):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader, patch)
+                spec.loader = _PatchingLoader(spec.loader, actions)
                 return spec
         return None
 
@@ -169,15 +231,29 @@ def _apply(patch, module) -> None:
         warnings.warn(f'xtuner_ext could not patch {module.__name__}: {type(err).__name__}: {err}', RuntimeWarning)
 
 
+def _installed_finder():
+    return next((f for f in sys.meta_path if getattr(f, _FINDER_MARK, False)), None)
+
+
 def install() -> None:
     """Patch the listed modules already imported, and hook the others."""
     for name, patch in POST_IMPORT_PATCHES.items():
         if name in sys.modules:
             _apply(patch, sys.modules[name])
-    if not any(getattr(f, _FINDER_MARK, False) for f in sys.meta_path):
+    if _installed_finder() is None:
         finder = _PostImportFinder(POST_IMPORT_PATCHES)
         setattr(finder, _FINDER_MARK, True)
         sys.meta_path.insert(0, finder)
+
+
+def after_import(name: str, callback) -> None:
+    """Run ``callback(module)`` once module ``name`` is imported: now if it is, else right after it loads.
+    Unlike the stock-tool patches, errors propagate: it is the caller's own step that failed."""
+    if name in sys.modules:
+        callback(sys.modules[name])
+        return
+    install()
+    _installed_finder().callbacks.setdefault(name, []).append(callback)
 
 
 if __name__ == 'xtuner_ext_boot':  # executed by xtuner_ext_boot.pth

@@ -1,0 +1,50 @@
+"""boot.py as users meet it: the stock `xtuner` command and a plain `import xtuner_ext`."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def run(*cmd, **kw):
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+
+
+def test_stock_xtuner_exits_with_the_tool_exit_code():
+    failed = run(BIN / 'xtuner', 'train', 'no_such_config')
+    assert failed.returncode == 1 and 'Cannot find no_such_config' in failed.stderr, failed.stderr[-2000:]
+
+
+@pytest.mark.parametrize('args, code', [
+    (['no-such-mode'], 2),  # stock cli() prints "command error" and its help
+    (['convert', 'no_such_converter'], 2),
+    (['convert', '-h'], 0),  # a mode that only prints its help
+    (['version'], 0),
+    (['list-cfg', '-p', 'xtuner_ext'], 0),
+])
+def test_stock_xtuner_exit_code_without_a_failing_tool(args, code):
+    assert run(BIN / 'xtuner', *args).returncode == code
+
+
+def test_shell_exit_code_of_a_killed_child():
+    from xtuner_ext.boot import shell_exit_code
+    assert (shell_exit_code(-9), shell_exit_code(0), shell_exit_code(3)) == (137, 0, 3)
+
+
+def test_import_is_light_and_registration_follows_mmengine():
+    code = ('import sys, xtuner_ext\n'
+            'print("torch" in sys.modules)\n'
+            'from mmengine.registry import MODELS\n'
+            'from xtuner.registry import MAP_FUNC\n'
+            'print(MODELS.get("InternVL2QLoRA").__name__, MAP_FUNC.get("clot_map_fn").__name__)\n')
+    result = run(sys.executable, '-c', code)
+    assert result.stdout.split() == ['False', 'InternVL2QLoRA', 'clot_map_fn'], result.stderr[-2000:]
+
+
+def test_registration_at_once_when_mmengine_is_loaded():
+    code = ('import mmengine.registry, xtuner_ext\n'
+            'print(mmengine.registry.HOOKS.get("RandomStateHook").__name__)\n')
+    result = run(sys.executable, '-c', code)
+    assert result.stdout.split() == ['RandomStateHook'], result.stderr[-2000:]

@@ -48,3 +48,27 @@ def test_registration_at_once_when_mmengine_is_loaded():
             'print(mmengine.registry.HOOKS.get("RandomStateHook").__name__)\n')
     result = run(sys.executable, '-c', code)
     assert result.stdout.split() == ['RandomStateHook'], result.stderr[-2000:]
+
+
+NOISY_SCRIPT = '''
+import logging, warnings
+import torch
+from torch import nn
+from mmengine.logging import print_log
+from xtuner_ext.models.quantization import QuantizationSettings, quantize_linear_layers
+
+model = nn.Sequential(nn.Linear(64, 64))
+quantize_linear_layers(model, QuantizationSettings(quant_type='nf4', compute_dtype=torch.float32), torch.device('cpu'))
+model(torch.randn(2, 64))  # bitsandbytes' 4-bit CPU kernels
+print_log('"FileClient" will be deprecated in future. Please use io functions', 'current', logging.WARNING)
+print_log('a warning that matters', 'current', logging.WARNING)
+warnings.warn_explicit('a FutureWarning that matters', FutureWarning, 'ops.py', 1, module='bitsandbytes.backends')
+'''
+
+
+def test_known_harmless_notices_are_dropped_and_others_kept():
+    result = run(sys.executable, '-c', NOISY_SCRIPT)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert '_check_is_size' not in output and 'kernels-community' not in output and 'FileClient' not in output
+    assert 'a warning that matters' in output and 'a FutureWarning that matters' in output

@@ -18,6 +18,8 @@ that runs a small patch right after a listed module finishes executing:
   checkpoints are written to a temporary name and renamed into place;
 - ``xtuner.entry_point``: ``xtuner <cmd>`` exits with its tool's exit code
   (stock ``cli()`` drops the code of the ``subprocess.run`` it ends with).
+- ``bitsandbytes.functional`` and ``mmengine.logging.logger``: drop a few known-harmless
+  notices (``NOISE``), each matched by its source and the start of its message.
 
 Stdlib only at module level; every patch is idempotent. Helpers the patches call at run time
 (``write_atomically``, the checkpoint allow-list) live in plain modules (``fileio``,
@@ -172,6 +174,59 @@ def return_tool_exit_code(entry_point) -> None:
     entry_point.cli = cli_with_exit_code
 
 
+# Known-harmless notices users cannot act on, matched narrowly: where they come from and how they start.
+NOISE = dict(
+    # torch >= 2.9 deprecates an internal check that bitsandbytes 0.49 calls on every 4-bit matmul
+    bitsandbytes_warnings=[(FutureWarning, r'bitsandbytes\.', r'_check_is_size will be removed')],
+    # on AVX512-BF16 CPUs: an optional faster kernel package is absent; bitsandbytes uses its own
+    bitsandbytes_log={'bitsandbytes.backends.cpu.ops': ('Failed to load CPU gemm_4bit_forward from kernels-community',)},
+    # mmengine's CheckpointHook builds a FileClient for backward compatibility on every run
+    mmengine_log=('"FileClient" will be deprecated in future', '"HardDiskBackend" is the alias of "LocalBackend"'),
+)
+
+
+class DropMessages:
+    """A logging filter that drops records whose message starts with one of ``starts``."""
+
+    def __init__(self, starts: tuple):
+        self.starts = tuple(starts)
+
+    def __eq__(self, other):  # logging adds a filter only once: equal filters count as the same
+        return isinstance(other, DropMessages) and other.starts == self.starts
+
+    __hash__ = None
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
+def quiet_bitsandbytes(_functional) -> None:
+    """Runs when ``bitsandbytes.functional`` has loaded, before the backends that log or warn use it."""
+    import logging
+    for category, module, message in NOISE['bitsandbytes_warnings']:
+        warnings.filterwarnings('ignore', message=message, category=category, module=module)
+    for name, starts in NOISE['bitsandbytes_log'].items():
+        logging.getLogger(name).addFilter(DropMessages(starts))
+
+
+def quiet_mmengine_deprecations(logger_module) -> None:
+    """Every ``MMLogger`` (mmengine's ``print_log`` goes through one) drops ``NOISE['mmengine_log']``."""
+    mm_logger = logger_module.MMLogger
+    init = mm_logger.__init__
+    if getattr(init, '_xtuner_ext_wrapped', False):
+        return
+
+    @functools.wraps(init)
+    def init_with_filter(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.addFilter(DropMessages(NOISE['mmengine_log']))
+
+    init_with_filter._xtuner_ext_wrapped = True
+    mm_logger.__init__ = init_with_filter
+    for instance in mm_logger._instance_dict.values():  # loggers made before the patch
+        instance.addFilter(DropMessages(NOISE['mmengine_log']))
+
+
 POST_IMPORT_PATCHES = {
     'xtuner.configs': add_shipped_configs,
     'xtuner.utils.device': add_cpu_bf16_query,
@@ -179,6 +234,8 @@ POST_IMPORT_PATCHES = {
     'xtuner.tools.utils': allow_seed_lookup_in_checkpoints,
     'mmengine.fileio': register_atomic_backend,
     'xtuner.entry_point': return_tool_exit_code,
+    'bitsandbytes.functional': quiet_bitsandbytes,
+    'mmengine.logging.logger': quiet_mmengine_deprecations,
 }
 
 

@@ -13,11 +13,15 @@ that runs a small patch right after a listed module finishes executing:
   that XTuner's model builders call on CPU-only machines;
 - ``mmengine.runner.checkpoint`` and ``xtuner.tools.utils``: allow the few
   classes mmengine stores in its checkpoints while they are loaded, under
-  torch>=2.6's ``weights_only`` default (``--resume``);
+  torch>=2.6's ``weights_only`` default (``--resume``), and name a checkpoint
+  file that is truncated or corrupt;
 - ``mmengine.fileio``: register the ``atomic_local`` file backend, so
   checkpoints are written to a temporary name and renamed into place;
 - ``xtuner.entry_point``: ``xtuner <cmd>`` exits with its tool's exit code
-  (stock ``cli()`` drops the code of the ``subprocess.run`` it ends with).
+  (stock ``cli()`` drops the code of the ``subprocess.run`` it ends with);
+- ``mmengine.runner.runner`` and ``mmengine.runner._flexible_runner``: every run
+  gets ``RunStartHook`` (``engine/run_start_hook.py``): temp files of killed
+  checkpoint writes are removed, a resume with nothing left to train fails;
 - ``bitsandbytes.functional`` and ``mmengine.logging.logger``: drop a few known-harmless
   notices (``NOISE``), each matched by its source and the start of its message.
 
@@ -70,16 +74,15 @@ def add_cpu_bf16_query(_device_module) -> None:
 
 
 def _loading_mmengine_globals(load):
-    import functools
-
     import torch
 
     @functools.wraps(load)
-    def wrapper(*args, **kwargs):
-        from xtuner_ext.safe_load import mmengine_checkpoint_globals  # imported when first needed
+    def wrapper(path, *args, **kwargs):
+        # imported when first needed
+        from xtuner_ext.safe_load import mmengine_checkpoint_globals, naming_corrupt_checkpoint
 
-        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
-            return load(*args, **kwargs)
+        with naming_corrupt_checkpoint(path), torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+            return load(path, *args, **kwargs)
     return wrapper
 
 
@@ -174,6 +177,32 @@ def return_tool_exit_code(entry_point) -> None:
     entry_point.cli = cli_with_exit_code
 
 
+def _hook_name(hook) -> str:
+    """``dict(type='Name')``, ``dict(type=Class)`` or a hook object -> the hook class name."""
+    kind = hook.get('type') if isinstance(hook, dict) else type(hook)
+    return kind if isinstance(kind, str) else getattr(kind, '__name__', '')
+
+
+def add_run_start_hook(runner_module) -> None:
+    """Every run gets ``RunStartHook`` (removes temp files of killed checkpoint writes, refuses a resume with
+    nothing left to train) without each config having to list it."""
+    runner_class = getattr(runner_module, 'Runner', None) or getattr(runner_module, 'FlexibleRunner')
+    register = runner_class.register_hooks
+    if getattr(register, '_xtuner_ext_wrapped', False):
+        return
+
+    @functools.wraps(register)
+    def register_hooks(self, default_hooks=None, custom_hooks=None, *args, **kwargs):
+        custom_hooks = list(custom_hooks or [])
+        if 'RunStartHook' not in {_hook_name(hook) for hook in custom_hooks}:
+            from xtuner_ext.engine.run_start_hook import RunStartHook  # imported when first needed
+            custom_hooks.append(RunStartHook())
+        return register(self, default_hooks, custom_hooks, *args, **kwargs)
+
+    register_hooks._xtuner_ext_wrapped = True
+    runner_class.register_hooks = register_hooks
+
+
 # Known-harmless notices users cannot act on, matched narrowly: where they come from and how they start.
 NOISE = dict(
     # torch >= 2.9 deprecates an internal check that bitsandbytes 0.49 calls on every 4-bit matmul
@@ -236,6 +265,8 @@ POST_IMPORT_PATCHES = {
     'xtuner.entry_point': return_tool_exit_code,
     'bitsandbytes.functional': quiet_bitsandbytes,
     'mmengine.logging.logger': quiet_mmengine_deprecations,
+    'mmengine.runner.runner': add_run_start_hook,
+    'mmengine.runner._flexible_runner': add_run_start_hook,
 }
 
 
@@ -301,6 +332,33 @@ def install() -> None:
         finder = _PostImportFinder(POST_IMPORT_PATCHES)
         setattr(finder, _FINDER_MARK, True)
         sys.meta_path.insert(0, finder)
+
+
+def importing(packages: tuple) -> bool:
+    """Whether a module of ``packages`` is half-way through its import right now."""
+    return any(name.partition('.')[0] in packages and getattr(getattr(module, '__spec__', None), '_initializing', False)
+               for name, module in list(sys.modules.items()))
+
+
+def run_at_first_lookup(registry_module, register, imports: tuple) -> None:
+    """Make the first ``Registry.get`` (every build and lookup goes through it) call ``register()`` before it
+    answers, then put the stock method back. Lookups made while a module of ``imports`` (the packages
+    ``register`` imports) is half-imported answer without it: mmengine looks names up while it loads, possibly
+    inside the import of the very module ``register`` needs."""
+    registry_class = registry_module.Registry
+    get = registry_class.get
+    if getattr(get, '_xtuner_ext_wrapped', False):
+        return
+
+    @functools.wraps(get)
+    def get_after_registering(self, key):
+        if not importing(imports):
+            registry_class.get = get  # first: register() looks names up itself
+            register()
+        return get(self, key)
+
+    get_after_registering._xtuner_ext_wrapped = True
+    registry_class.get = get_after_registering
 
 
 def after_import(name: str, callback) -> None:

@@ -10,7 +10,7 @@ import importlib
 REGISTERED = {
     'MODELS': ['xtuner_ext.models.internvl2_qlora.InternVL2QLoRA'],
     'DATASETS': ['xtuner_ext.data.internvl2_dataset.InternVL2ConversationDataset'],
-    'HOOKS': ['xtuner_ext.engine.random_state_hook.RandomStateHook'],
+    'HOOKS': ['xtuner_ext.engine.random_state_hook.RandomStateHook', 'xtuner_ext.engine.run_start_hook.RunStartHook'],
     'FUNCTIONS': ['xtuner_ext.data.internvl2_dataset.internvl2_collate_fn'],
     'MAP_FUNC': [
         'xtuner_ext.data.map_fns.clot_map_fn',

@@ -43,10 +43,13 @@ def note(text: str) -> None:
     print(INDENT + text, flush=True)
 
 
+BAR = '{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]'
+WAIT = '{desc} [{elapsed}]'  # before the total is known: what is happening, and for how long
+
+
 def progress(desc: str, total=None) -> tqdm:
     return tqdm(total=total, desc=INDENT + desc, file=sys.stdout, mininterval=0.5, ncols=100,
-                bar_format='{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]'
-                if total else '{desc} [{elapsed}]')
+                bar_format=BAR if total else WAIT)
 
 
 def log_to_file(log: Path) -> None:
@@ -139,8 +142,8 @@ def follow(process: subprocess.Popen, log: Path, offset: int) -> list:
                 done, total, loss = int(match.group(1)), int(match.group(2)), float(match.group(3))
                 if not seen:  # the first iteration: from here on a bar with an ETA
                     bar.reset(total=total)
-                    bar.bar_format = progress('', total).bar_format
-                    bar.set_description(INDENT + 'training', refresh=False)
+                    bar.bar_format = BAR
+                    bar.set_description_str(INDENT + 'training', refresh=False)
                 seen.append((done, total, loss))
                 bar.update(done - bar.n)
                 bar.set_postfix(loss=f'{loss:.2f}', refresh=False)
@@ -205,17 +208,17 @@ def show_result(picks: list, before: list, after: list, history: list, work_dir:
     return fell
 
 
-def show_next(work_dir: Path, checkpoint: Path) -> None:
-    config = shown(CONFIG)
-    print('\nNext:')
+def show_next() -> None:
+    config = CONFIG.relative_to(REPO)
+    print('\nNext, from the repository root:')
     for command, what in [
-        ('source .venv/bin/activate', 'the environment `make demo` made'),
+        ('source .venv/bin/activate', 'the environment `make demo` installed'),
+        (f'xtuner train {config} --work-dir work_dirs/tiny', 'this training run, with its full output'),
         (f'python tools/check_data.py {config}', 'check the data a config trains on'),
-        (f'xtuner train {config} --work-dir work_dirs/tiny', 'this training run, with its full log'),
-        (f'xtuner convert pth_to_hf {config} {shown(checkpoint)} work_dirs/tiny_hf', 'the checkpoint as an adapter'),
-        ('README.md, "Fine-tuning InternVL2-2B on CLoT_cn_2000"', 'the real model and data'),
+        ('xtuner list-cfg -p xtuner_ext', 'the configs this package ships'),
     ]:
-        print(f'  {command:<72} # {what}')
+        print(f'  {command}  # {what}')
+    print('  The real model and data: README.md, "Fine-tuning InternVL2-2B on CLoT_cn_2000"')
 
 
 def run(work_dir: Path, root: Path, log: Path) -> int:
@@ -231,7 +234,7 @@ def run(work_dir: Path, root: Path, log: Path) -> int:
     step(4, 'Load that checkpoint strictly and ask the same questions')
     after = ask(env, picks, pretrained_pth=str(checkpoint))
     fell = show_result(picks, before, after, history, work_dir)
-    show_next(work_dir, checkpoint)
+    show_next()
     return 0 if fell else 1
 
 

@@ -13,8 +13,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_demo(tmp_path: Path, embedded: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / 'tools' / 'demo.py'), '--work-dir', str(tmp_path / 'demo'),
-                           '--embedded', str(embedded)], cwd=tmp_path, capture_output=True, text=True)
+    """The demo's output as bytes decoded by hand: text mode would turn the bars' carriage returns into lines."""
+    result = subprocess.run([sys.executable, str(REPO / 'tools' / 'demo.py'), '--work-dir', str(tmp_path / 'demo'),
+                             '--embedded', str(embedded)], cwd=tmp_path, capture_output=True)
+    result.stdout, result.stderr = result.stdout.decode('utf-8'), result.stderr.decode('utf-8')
+    return result
 
 
 def screen_lines(result: subprocess.CompletedProcess) -> list:

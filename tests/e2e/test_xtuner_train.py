@@ -4,6 +4,7 @@ artefacts (checkpoints, the log, the weights), and the exit code and last line o
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,3 +200,15 @@ def test_missing_embedded_default_outside_the_repository_says_what_to_do(tmp_pat
     last_line = result.stderr.strip().splitlines()[-1]
     assert 'embedded/internvl2_tiny is not a directory' in last_line and 'run `make demo` once' in last_line
     assert 'XTUNER_EXT_MODEL_PATH' in last_line, last_line
+
+
+def test_truncated_weights_file_is_named(embedded, tmp_path):
+    env, data_path = embedded
+    model_dir = Path(shutil.copytree(env['XTUNER_EXT_MODEL_PATH'], tmp_path / 'model'))
+    weights = model_dir / 'model.safetensors'
+    weights.write_bytes(weights.read_bytes()[:len(weights.read_bytes()) // 2])  # a copy that stopped half-way
+    result = run_training(dict(env, XTUNER_EXT_MODEL_PATH=str(model_dir)), tmp_path / 'work', data_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert f'{weights} is truncated or corrupt' in last_line and 'download or copy the checkpoint folder again' \
+        in last_line, last_line

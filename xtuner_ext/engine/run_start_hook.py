@@ -36,7 +36,7 @@ class RunStartHook(Hook):
                       f'{runner.work_dir}: {", ".join(removed)}', 'current', logging.WARNING)
 
     def before_train(self, runner) -> None:
-        if runner.iter >= runner.max_iters:
+        if runner.iter > 0 and runner.iter >= runner.max_iters:  # resumed (a new run starts at 0), nothing left
             checkpoint = getattr(runner, '_load_from', None) or f'in {runner.work_dir}'
             raise NothingToTrainError(nothing_to_train_message(checkpoint, runner.iter, runner.max_iters,
                                                                dict(runner.cfg.get('train_cfg') or {})))

@@ -72,3 +72,19 @@ def test_known_harmless_notices_are_dropped_and_others_kept():
     assert result.returncode == 0, output[-3000:]
     assert '_check_is_size' not in output and 'kernels-community' not in output and 'FileClient' not in output
     assert 'a warning that matters' in output and 'a FutureWarning that matters' in output
+
+
+def test_import_replaces_the_finder_of_an_older_boot_copy():
+    """A source checkout on PYTHONPATH over an older install: its boot finder knows no after-import callbacks."""
+    code = ('import importlib.abc, sys\n'
+            'class OlderFinder(importlib.abc.MetaPathFinder):\n'
+            '    _xtuner_ext_post_import = True\n'
+            '    def find_spec(self, *args):\n'
+            '        return None\n'
+            'sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "_xtuner_ext_post_import", False)]\n'
+            'sys.meta_path.insert(0, OlderFinder())\n'
+            'import xtuner_ext\n'
+            'from mmengine.registry import MODELS\n'
+            'print(MODELS.get("InternVL2QLoRA").__name__, any(isinstance(f, OlderFinder) for f in sys.meta_path))\n')
+    result = run(sys.executable, '-c', code)
+    assert result.stdout.split() == ['InternVL2QLoRA', 'False'], result.stderr[-2000:]

@@ -328,7 +328,11 @@ def install() -> None:
     for name, patch in POST_IMPORT_PATCHES.items():
         if name in sys.modules:
             _apply(patch, sys.modules[name])
-    if _installed_finder() is None:
+    finder = _installed_finder()
+    if finder is not None and not hasattr(finder, 'callbacks'):  # put there by an older copy of this file
+        sys.meta_path.remove(finder)
+        finder = None
+    if finder is None:
         finder = _PostImportFinder(POST_IMPORT_PATCHES)
         setattr(finder, _FINDER_MARK, True)
         sys.meta_path.insert(0, finder)

@@ -37,7 +37,8 @@ def test_demo_is_a_short_guided_run_with_result_and_next_steps(tmp_path):
     rows = [line for line in lines if line.startswith(('| train |', '| heldout |'))]
     assert len(rows) == 4 and 'Result (saved as demo/answers.md)' in text
     assert re.search(r'Loss \(mean of 10 iterations\): [\d.]+ at the start -> [\d.]+ after 100 iterations\.', text)
-    assert 'Next:' in text and 'python tools/check_data.py' in text and 'xtuner train configs/' in text
+    assert 'Next, from the repository root:' in text and 'python tools/check_data.py configs/' in text
+    assert 'xtuner train configs/internvl/internvl2_tiny_qlora.py' in text
     for noise in ('Config:', 'FutureWarning', 'Hooks will be executed', 'System environment', 'Iter(train)'):
         assert noise not in text, noise
     log = tmp_path / 'demo' / 'demo.log'

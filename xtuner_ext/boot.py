@@ -208,7 +208,8 @@ NOISE = dict(
     # torch >= 2.9 deprecates an internal check that bitsandbytes 0.49 calls on every 4-bit matmul
     bitsandbytes_warnings=[(FutureWarning, r'bitsandbytes\.', r'_check_is_size will be removed')],
     # on AVX512-BF16 CPUs: an optional faster kernel package is absent; bitsandbytes uses its own
-    bitsandbytes_log={'bitsandbytes.backends.cpu.ops': ('Failed to load CPU gemm_4bit_forward from kernels-community',)},
+    bitsandbytes_log={
+        'bitsandbytes.backends.cpu.ops': ('Failed to load CPU gemm_4bit_forward from kernels-community',)},
     # mmengine's CheckpointHook builds a FileClient for backward compatibility on every run
     mmengine_log=('"FileClient" will be deprecated in future', '"HardDiskBackend" is the alias of "LocalBackend"'),
 )

@@ -14,18 +14,27 @@ that runs a small patch right after a listed module finishes executing:
   that XTuner's model builders call on CPU-only machines;
 - ``mmengine.runner.checkpoint`` and ``xtuner.tools.utils``: allow the few
   classes mmengine stores in its checkpoints while they are loaded, under
-  torch>=2.6's ``weights_only`` default (``--resume``);
+  torch>=2.6's ``weights_only`` default (``--resume``), and name a checkpoint
+  file that is truncated or corrupt;
 - ``mmengine.fileio``: register the ``atomic_local`` file backend, so
   checkpoints are written to a temporary name and renamed into place;
 - ``mmengine.config`` (only inside XTuner's ``pth_to_hf.py``): an InternVL2QLoRA config is
   converted by ``xtuner_ext.convert`` instead of crashing on ``cfg.model.llm``.
 - ``xtuner.model.sft`` and ``xtuner.model.llava``: let ``llm=`` builders of
   xtuner_ext (native InternLM2) skip XTuner's remote-code ``AutoConfig`` probe.
+- ``xtuner.entry_point``: ``xtuner <cmd>`` exits with its tool's exit code
+  (stock ``cli()`` drops the code of the ``subprocess.run`` it ends with);
+- ``mmengine.runner.runner`` and ``mmengine.runner._flexible_runner``: every run
+  gets ``RunStartHook`` (``engine/run_start_hook.py``): temp files of killed
+  checkpoint writes are removed, a resume with nothing left to train fails;
+- ``bitsandbytes.functional`` and ``mmengine.logging.logger``: drop a few known-harmless
+  notices (``NOISE``), each matched by its source and the start of its message.
 
 Stdlib only at module level; every patch is idempotent. Helpers the patches call at run time
 (``write_atomically``, the checkpoint allow-list) live in plain modules (``fileio``,
 ``safe_load``) and are imported when first used.
 """
+import functools
 import importlib.abc
 import json
 import os
@@ -72,16 +81,15 @@ def add_cpu_bf16_query(_device_module) -> None:
 
 
 def _loading_mmengine_globals(load):
-    import functools
-
     import torch
 
     @functools.wraps(load)
-    def wrapper(*args, **kwargs):
-        from xtuner_ext.safe_load import mmengine_checkpoint_globals  # imported when first needed
+    def wrapper(path, *args, **kwargs):
+        # imported when first needed
+        from xtuner_ext.safe_load import mmengine_checkpoint_globals, naming_corrupt_checkpoint
 
-        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
-            return load(*args, **kwargs)
+        with naming_corrupt_checkpoint(path), torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+            return load(path, *args, **kwargs)
     return wrapper
 
 
@@ -208,6 +216,138 @@ def skip_remote_config_for_native_llms(module) -> None:
     cls._dispatch_lm_model_cfg = _dispatch_lm_model_cfg
 
 
+def shell_exit_code(returncode: int) -> int:
+    """A child's return code as a shell reports it: killed by signal N gives 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class _RecordingSubprocess:
+    """Stands in for ``subprocess`` inside ``xtuner.entry_point`` only: ``run`` keeps the child's code."""
+
+    def __init__(self, codes: list):
+        self._codes = codes
+
+    def run(self, *args, **kwargs):
+        import subprocess  # not at interpreter start
+        result = subprocess.run(*args, **kwargs)
+        self._codes.append(result.returncode)
+        return result
+
+    def __getattr__(self, name):
+        import subprocess
+        return getattr(subprocess, name)
+
+
+def _prints_help_only(entry_point, args: list) -> bool:
+    """What stock ``cli()`` answers without a child and without error: no arguments, ``help``/``version``, or a
+    mode's own help (``convert -h``); anything else without a child was a "command error"."""
+    if not args or args[0].lower() in entry_point.special:
+        return True
+    entry = entry_point.modes.get(args[0].lower())
+    return isinstance(entry, dict) and len(args) > 1 and entry.get(args[1].lower()) in entry_point.HELP_FUNCS
+
+
+def return_tool_exit_code(entry_point) -> None:
+    """The ``xtuner`` script runs ``sys.exit(cli())``, and stock ``cli()`` returns None whatever happened.
+    Make it return the tool's exit code, or 2 for a command it rejected."""
+    cli = entry_point.cli
+    if getattr(cli, '_xtuner_ext_wrapped', False):
+        return
+    codes = []
+    entry_point.subprocess = _RecordingSubprocess(codes)
+
+    @functools.wraps(cli)
+    def cli_with_exit_code():
+        codes.clear()
+        cli()
+        if codes:
+            return shell_exit_code(codes[-1])
+        return 0 if _prints_help_only(entry_point, sys.argv[1:]) else 2
+
+    cli_with_exit_code._xtuner_ext_wrapped = True
+    entry_point.cli = cli_with_exit_code
+
+
+def _hook_name(hook) -> str:
+    """``dict(type='Name')``, ``dict(type=Class)`` or a hook object -> the hook class name."""
+    kind = hook.get('type') if isinstance(hook, dict) else type(hook)
+    return kind if isinstance(kind, str) else getattr(kind, '__name__', '')
+
+
+def add_run_start_hook(runner_module) -> None:
+    """Every run gets ``RunStartHook`` (removes temp files of killed checkpoint writes, refuses a resume with
+    nothing left to train) without each config having to list it."""
+    runner_class = getattr(runner_module, 'Runner', None) or getattr(runner_module, 'FlexibleRunner')
+    register = runner_class.register_hooks
+    if getattr(register, '_xtuner_ext_wrapped', False):
+        return
+
+    @functools.wraps(register)
+    def register_hooks(self, default_hooks=None, custom_hooks=None, *args, **kwargs):
+        custom_hooks = list(custom_hooks or [])
+        if 'RunStartHook' not in {_hook_name(hook) for hook in custom_hooks}:
+            from xtuner_ext.engine.run_start_hook import RunStartHook  # imported when first needed
+            custom_hooks.append(RunStartHook())
+        return register(self, default_hooks, custom_hooks, *args, **kwargs)
+
+    register_hooks._xtuner_ext_wrapped = True
+    runner_class.register_hooks = register_hooks
+
+
+# Known-harmless notices users cannot act on, matched narrowly: where they come from and how they start.
+NOISE = dict(
+    # torch >= 2.9 deprecates an internal check that bitsandbytes 0.49 calls on every 4-bit matmul
+    bitsandbytes_warnings=[(FutureWarning, r'bitsandbytes\.', r'_check_is_size will be removed')],
+    # on AVX512-BF16 CPUs: an optional faster kernel package is absent; bitsandbytes uses its own
+    bitsandbytes_log={
+        'bitsandbytes.backends.cpu.ops': ('Failed to load CPU gemm_4bit_forward from kernels-community',)},
+    # mmengine's CheckpointHook builds a FileClient for backward compatibility on every run
+    mmengine_log=('"FileClient" will be deprecated in future', '"HardDiskBackend" is the alias of "LocalBackend"'),
+)
+
+
+class DropMessages:
+    """A logging filter that drops records whose message starts with one of ``starts``."""
+
+    def __init__(self, starts: tuple):
+        self.starts = tuple(starts)
+
+    def __eq__(self, other):  # logging adds a filter only once: equal filters count as the same
+        return isinstance(other, DropMessages) and other.starts == self.starts
+
+    __hash__ = None
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
+def quiet_bitsandbytes(_functional) -> None:
+    """Runs when ``bitsandbytes.functional`` has loaded, before the backends that log or warn use it."""
+    import logging
+    for category, module, message in NOISE['bitsandbytes_warnings']:
+        warnings.filterwarnings('ignore', message=message, category=category, module=module)
+    for name, starts in NOISE['bitsandbytes_log'].items():
+        logging.getLogger(name).addFilter(DropMessages(starts))
+
+
+def quiet_mmengine_deprecations(logger_module) -> None:
+    """Every ``MMLogger`` (mmengine's ``print_log`` goes through one) drops ``NOISE['mmengine_log']``."""
+    mm_logger = logger_module.MMLogger
+    init = mm_logger.__init__
+    if getattr(init, '_xtuner_ext_wrapped', False):
+        return
+
+    @functools.wraps(init)
+    def init_with_filter(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.addFilter(DropMessages(NOISE['mmengine_log']))
+
+    init_with_filter._xtuner_ext_wrapped = True
+    mm_logger.__init__ = init_with_filter
+    for instance in mm_logger._instance_dict.values():  # loggers made before the patch
+        instance.addFilter(DropMessages(NOISE['mmengine_log']))
+
+
 POST_IMPORT_PATCHES = {
     'xtuner.configs': add_shipped_configs,
     'xtuner.utils.device': add_cpu_bf16_query,
@@ -217,41 +357,52 @@ POST_IMPORT_PATCHES = {
     'mmengine.config': redirect_internvl2_pth_to_hf,
     'xtuner.model.sft': skip_remote_config_for_native_llms,
     'xtuner.model.llava': skip_remote_config_for_native_llms,
+    'xtuner.entry_point': return_tool_exit_code,
+    'bitsandbytes.functional': quiet_bitsandbytes,
+    'mmengine.logging.logger': quiet_mmengine_deprecations,
+    'mmengine.runner.runner': add_run_start_hook,
+    'mmengine.runner._flexible_runner': add_run_start_hook,
 }
 
 
 class _PatchingLoader(importlib.abc.Loader):
-    """Runs the wrapped loader, then the patch; everything else is delegated."""
+    """Runs the wrapped loader, then the actions; everything else is delegated."""
 
-    def __init__(self, loader, patch):
+    def __init__(self, loader, actions):
         self._loader = loader
-        self._patch = patch
+        self._actions = actions
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
         self._loader.exec_module(module)
-        _apply(self._patch, module)
+        for action in self._actions:
+            action(module)
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
 
 
 class _PostImportFinder(importlib.abc.MetaPathFinder):
+    """Stock-tool patches (a failure is a warning) and callbacks (``after_import``: errors propagate)."""
+
     def __init__(self, patches):
         self._patches = patches
+        self.callbacks = {}
 
     def find_spec(self, fullname, path, target=None):
-        patch = self._patches.get(fullname)
-        if patch is None:
+        actions = list(self.callbacks.get(fullname, ()))
+        if fullname in self._patches:
+            actions.insert(0, functools.partial(_apply, self._patches[fullname]))
+        if not actions:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, 'find_spec'):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader, patch)
+                spec.loader = _PatchingLoader(spec.loader, actions)
                 return spec
         return None
 
@@ -263,15 +414,60 @@ def _apply(patch, module) -> None:
         warnings.warn(f'xtuner_ext could not patch {module.__name__}: {type(err).__name__}: {err}', RuntimeWarning)
 
 
+def _installed_finder():
+    return next((f for f in sys.meta_path if getattr(f, _FINDER_MARK, False)), None)
+
+
 def install() -> None:
     """Patch the listed modules already imported, and hook the others."""
     for name, patch in POST_IMPORT_PATCHES.items():
         if name in sys.modules:
             _apply(patch, sys.modules[name])
-    if not any(getattr(f, _FINDER_MARK, False) for f in sys.meta_path):
+    finder = _installed_finder()
+    if finder is not None and not hasattr(finder, 'callbacks'):  # put there by an older copy of this file
+        sys.meta_path.remove(finder)
+        finder = None
+    if finder is None:
         finder = _PostImportFinder(POST_IMPORT_PATCHES)
         setattr(finder, _FINDER_MARK, True)
         sys.meta_path.insert(0, finder)
+
+
+def importing(packages: tuple) -> bool:
+    """Whether a module of ``packages`` is half-way through its import right now."""
+    return any(name.partition('.')[0] in packages and getattr(getattr(module, '__spec__', None), '_initializing', False)
+               for name, module in list(sys.modules.items()))
+
+
+def run_at_first_lookup(registry_module, register, imports: tuple) -> None:
+    """Make the first ``Registry.get`` (every build and lookup goes through it) call ``register()`` before it
+    answers, then put the stock method back. Lookups made while a module of ``imports`` (the packages
+    ``register`` imports) is half-imported answer without it: mmengine looks names up while it loads, possibly
+    inside the import of the very module ``register`` needs."""
+    registry_class = registry_module.Registry
+    get = registry_class.get
+    if getattr(get, '_xtuner_ext_wrapped', False):
+        return
+
+    @functools.wraps(get)
+    def get_after_registering(self, key):
+        if not importing(imports):
+            registry_class.get = get  # first: register() looks names up itself
+            register()
+        return get(self, key)
+
+    get_after_registering._xtuner_ext_wrapped = True
+    registry_class.get = get_after_registering
+
+
+def after_import(name: str, callback) -> None:
+    """Run ``callback(module)`` once module ``name`` is imported: now if it is, else right after it loads.
+    Unlike the stock-tool patches, errors propagate: it is the caller's own step that failed."""
+    if name in sys.modules:
+        callback(sys.modules[name])
+        return
+    install()
+    _installed_finder().callbacks.setdefault(name, []).append(callback)
 
 
 if __name__ == 'xtuner_ext_boot':  # executed by xtuner_ext_boot.pth

@@ -1,6 +1,8 @@
 """The held-out split: deterministic, grouped by image (no leakage), counts, atomic files."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -47,6 +49,7 @@ def test_heldout_count_is_in_images():
     (dict(heldout_fraction=0.1, heldout_count=1), "exactly one of"),
     (dict(heldout_fraction=1.0), r"heldout_fraction must be in \[0, 1\)"),
     (dict(heldout_count=31), "leaves no training images"),
+    (dict(heldout_count=-3), "heldout_count must be 0 or more images, got -3"),
 ])
 def test_split_argument_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -88,6 +91,21 @@ def test_split_cli_error_is_one_line(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--heldout-count", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no ex_cn.json found; looked in:") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--heldout-count", "-3", "must be 1 or more images to hold out, got -3"),
+    ("--heldout-count", "0", "must be 1 or more images to hold out, got 0"),
+    ("--heldout-count", "2.5", "expected a whole number of images, got '2.5'"),
+    ("--heldout-fraction", "0", "must be above 0 and below 1 (a share of the images), got 0.0"),
+    ("--heldout-fraction", "-0.2", "must be above 0 and below 1 (a share of the images), got -0.2"),
+    ("--heldout-fraction", "1", "must be above 0 and below 1 (a share of the images), got 1.0"),
+])
+def test_split_cli_rejects_counts_that_split_nothing(sample_dir, tmp_path, option, value, message):
+    result = subprocess.run([sys.executable, "-m", "xtuner_ext.data.split_cli", "--data", str(sample_dir), "--out",
+                             str(tmp_path / "o"), option, value], capture_output=True, text=True)
+    assert result.returncode == 2 and f"argument {option}: {message}" in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_split_cli_oogiri_with_filters(tmp_path, capsys):

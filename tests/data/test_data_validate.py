@@ -163,3 +163,14 @@ def test_token_budget_and_would_truncate(tmp_path, tiny_model):
     assert [(p.index, p.code) for p in report.problems] == [(0, "would_truncate")]
     assert "3 tiles x 256 image" in report.problems[0].message
     assert "tiles per image: 1: 1, 3: 1" in report.format()
+
+
+def test_first_problems_in_record_order_with_a_count_of_the_rest():
+    from xtuner_ext.data.records import Problem
+    from xtuner_ext.data.validate import Report
+
+    problems = [Problem(i, 'missing_image', f'image file not found: {i}.jpg', 'd.json') for i in (9, 1, 4, 7)]
+    report = Report('d.json', 10, problems)
+    assert report.first_problems(2) == ('d.json:1: missing_image: image file not found: 1.jpg; '
+                                        'd.json:4: missing_image: image file not found: 4.jpg; and 2 more problem(s)')
+    assert report.first_problems(5).count('d.json:') == 4 and 'more' not in report.first_problems(5)

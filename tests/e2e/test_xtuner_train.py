@@ -1,10 +1,10 @@
-"""Stock `xtuner train` on the tiny InternVL2 QLoRA config, as a user runs it (CPU, minutes).
-
-`xtuner` always exits 0, so every check reads the artefacts: checkpoints, the log, the weights.
+"""Stock `xtuner train` on the tiny InternVL2 QLoRA config, as a user runs it (CPU, minutes): the
+artefacts (checkpoints, the log, the weights), and the exit code and last line of the runs that fail.
 """
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +36,12 @@ def embedded(tmp_path_factory):
     (data_dir / 'repeat4.json').write_text(json.dumps(records, ensure_ascii=False), encoding='utf-8')
     env = dict(os.environ, XTUNER_EXT_MODEL_PATH=str(root / 'internvl2_tiny'), XTUNER_EXT_DATA_ROOT=str(data_dir))
     return env, data_dir / 'repeat4.json'
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, '-c', 'pass'])
+    child.wait()
+    return child.pid
 
 
 def train_command(work_dir: Path, data_path: Path, *extra: str) -> list:
@@ -134,6 +140,9 @@ def test_kill_then_resume_matches_the_uninterrupted_run(uninterrupted, embedded,
     result = run_training(env, work_dir, data_path, '--resume', str(saved[-1]))
     final = work_dir / f'iter_{ITERS}.pth'
     assert final.is_file(), result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert 'do not match' not in output and 'missing keys' not in output  # frozen weights are not "missing"
+    assert re.search(r'InternVL2QLoRA: restored [\d,]+ trainable parameters .* strictly', output), output[-3000:]
     resumed, reference = trained_state(final), trained_state(uninterrupted / f'iter_{ITERS}.pth')
     assert resumed.keys() == reference.keys()
     mismatched = [k for k in reference if not torch.equal(resumed[k], reference[k])]
@@ -157,3 +166,58 @@ def test_iter_cap_makes_a_short_run_in_one_option(embedded, tmp_path):
                              'train_cfg.iter_cap=3'], env=env, capture_output=True, text=True)
     assert (tmp_path / 'iter_3.pth').is_file(), result.stdout[-3000:] + result.stderr[-3000:]
     assert sorted(losses(tmp_path)) == [1, 2, 3]
+def test_resume_with_nothing_left_to_train_says_so_and_fails(uninterrupted, embedded, tmp_path):
+    env, data_path = embedded
+    work_dir = tmp_path / 'past_the_end'
+    work_dir.mkdir()
+    orphan = work_dir / f'.iter_10.pth.tmp-{dead_pid()}'  # left by a checkpoint write killed with -9
+    orphan.write_bytes(b'half a checkpoint')
+    command = train_command(work_dir, data_path, '--resume', str(uninterrupted / f'iter_{ITERS}.pth'))
+    command[command.index(f'train_cfg.max_epochs={ITERS // 10}')] = 'train_cfg.max_epochs=1'  # 10 iterations
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert re.search(rf'NothingToTrainError: nothing left to train: the checkpoint .*iter_{ITERS}.pth is at iteration '
+                     rf'{ITERS}, and this config trains 10 iterations\. .*train_cfg.max_epochs=N with N above 1',
+                     last_line), last_line
+    assert not orphan.exists() and 'removed 1 temporary file(s)' in result.stdout + result.stderr
+    assert not list(work_dir.glob('iter_*.pth'))
+
+
+@pytest.mark.parametrize('damage', ['empty', 'truncated'])
+def test_resume_from_a_corrupt_checkpoint_names_it(uninterrupted, embedded, tmp_path, damage):
+    env, data_path = embedded
+    work_dir = tmp_path / 'corrupt'
+    work_dir.mkdir()
+    (work_dir / 'iter_10.pth').write_bytes((uninterrupted / 'iter_10.pth').read_bytes())
+    data = (uninterrupted / 'iter_20.pth').read_bytes()
+    broken = work_dir / 'iter_20.pth'
+    broken.write_bytes(b'' if damage == 'empty' else data[:len(data) // 2])
+    result = run_training(env, work_dir, data_path, '--resume', str(broken))
+    assert result.returncode == 1, result.stderr[-3000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert re.search(rf'CorruptCheckpointError: {re.escape(str(broken))} is truncated or corrupt \(\d+ bytes; .*\): '
+                     r'it is not a complete checkpoint .*load an earlier one from the same folder \(iter_10.pth\)',
+                     last_line), last_line
+
+
+def test_missing_embedded_default_outside_the_repository_says_what_to_do(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ('XTUNER_EXT_MODEL_PATH', 'XTUNER_EXT_DATA_ROOT')}
+    result = subprocess.run([str(XTUNER), 'train', 'xtuner_ext_internvl2_tiny_qlora'], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert 'embedded/internvl2_tiny is not a directory' in last_line and 'run `make demo` once' in last_line
+    assert 'XTUNER_EXT_MODEL_PATH' in last_line, last_line
+
+
+def test_truncated_weights_file_is_named(embedded, tmp_path):
+    env, data_path = embedded
+    model_dir = Path(shutil.copytree(env['XTUNER_EXT_MODEL_PATH'], tmp_path / 'model'))
+    weights = model_dir / 'model.safetensors'
+    weights.write_bytes(weights.read_bytes()[:len(weights.read_bytes()) // 2])  # a copy that stopped half-way
+    result = run_training(dict(env, XTUNER_EXT_MODEL_PATH=str(model_dir)), tmp_path / 'work', data_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert f'{weights} is truncated or corrupt' in last_line and 'download or copy the checkpoint folder again' \
+        in last_line, last_line

@@ -109,6 +109,40 @@ def test_broken_image_skip_counts_and_never_substitutes(tiny_model_dir, sample_d
     assert [s['image'] for s in ds.samples] == expected
 
 
+def skip_warning(log: Path) -> str:
+    lines = [line for line in log.read_text(encoding='utf-8').splitlines() if 'on_bad_record="skip"' in line]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_skip_warning_names_each_skipped_record_and_reason(tiny_model_dir, sample_dir, tmp_path):
+    from mmengine.logging import MMLogger
+
+    folder = copy_sample(sample_dir, tmp_path)
+    for index in (2, 7):
+        break_image(folder, index)
+    log = tmp_path / 'run.log'
+    MMLogger.get_instance('skip_warning_test', log_file=str(log))  # print_log('current') writes here
+    data = folder / 'train.json'
+    InternVL2ConversationDataset(str(tiny_model_dir), str(data), max_length=1024, image_folder=str(folder),
+                                 on_bad_record='skip')
+    line = skip_warning(log)
+    assert f'skipped 2 bad record(s) (on_bad_record="skip"): {data}:2: corrupt_image: ' in line
+    assert f'; {data}:7: corrupt_image: ' in line and line.endswith('`python tools/check_data.py` lists them all')
+
+
+def test_skip_warning_counts_records_that_do_not_fit(tiny_model_dir, train_dataset, sample_dir, tmp_path):
+    from mmengine.logging import MMLogger
+
+    three = [i for i, s in enumerate(train_dataset.samples) if s['num_tiles'] == 3]
+    log = tmp_path / 'run.log'
+    MMLogger.get_instance('skip_too_long_test', log_file=str(log))
+    InternVL2ConversationDataset(str(tiny_model_dir), str(sample_dir / 'train.json'), max_length=600,
+                                 image_folder=str(sample_dir), on_bad_record='skip')
+    assert f'skipped {len(three)} bad record(s) (on_bad_record="skip"): {len(three)} that do not fit max_length=600' \
+        in skip_warning(log)
+
+
 def test_skip_counts_records_not_problems(tiny_model_dir, sample_dir, tmp_path):
     """A record with several problems (broken image and a duplicate of another) is one skipped record."""
     folder = copy_sample(sample_dir, tmp_path)

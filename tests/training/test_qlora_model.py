@@ -1,5 +1,7 @@
 """InternVL2QLoRA on the tiny model: real nf4 bitsandbytes layers, LoRA, strict trainable state."""
 import bitsandbytes as bnb
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -129,6 +131,46 @@ def test_pretrained_pth_loads_mmengine_checkpoint(make_qlora, tmp_path):
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
     with pytest.raises(ValueError, match='does not fit'):
         make_qlora(llm_lora=lora(r=8), pretrained_pth=str(path))
+
+
+def test_mmengine_load_reports_what_was_restored_and_no_false_mismatch(make_qlora, tmp_path, capsys):
+    """mmengine's loader (--resume, load_from) calls every submodule itself: frozen weights, absent from a
+    trainable-only checkpoint by design, must not be reported missing; one line says what was restored."""
+    from mmengine.logging import MMLogger
+    from mmengine.runner.checkpoint import load_state_dict as mmengine_load_state_dict
+
+    source, target = make_qlora(), make_qlora()
+    state = randomize_trainable(source)
+    log = tmp_path / 'run.log'
+    MMLogger.get_instance('restored_line_test', log_file=str(log))  # print_log('current') writes here
+    mmengine_load_state_dict(target, state)
+    printed = capsys.readouterr()
+    assert 'do not match' not in printed.out + printed.err and 'missing keys' not in printed.out + printed.err
+    loaded = target.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    lines = [line for line in log.read_text().splitlines() if 'restored' in line]
+    assert len(lines) == 1 and re.search(r'InternVL2QLoRA: restored [\d,]+ trainable parameters \(LoRA [\d,]+, '
+                                         r'projector [\d,]+\) strictly; the [\d,]+ frozen ones stay as loaded from '
+                                         + re.escape(target.model_path), lines[0]), lines
+
+
+def test_torch_strict_load_needs_no_strict_false(make_qlora):
+    source, target = make_qlora(), make_qlora()
+    result = torch.nn.Module.load_state_dict(target, randomize_trainable(source), strict=True)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+
+
+@pytest.mark.parametrize('damage', ['empty', 'truncated', 'random bytes'])
+def test_corrupt_pretrained_pth_is_named_with_the_remedy(make_qlora, tmp_path, damage):
+    path = tmp_path / 'iter_20.pth'
+    torch.save({'meta': {'iter': 20}, 'state_dict': make_qlora().state_dict()}, path)
+    torch.save({'meta': {'iter': 10}, 'state_dict': {}}, tmp_path / 'iter_10.pth')
+    data = path.read_bytes()
+    path.write_bytes({'empty': b'', 'truncated': data[:len(data) // 2], 'random bytes': bytes(range(256)) * 8}[damage])
+    message = (rf'{re.escape(str(path))} is truncated or corrupt \(\d+ bytes; .*\): it is not a complete checkpoint '
+               r'.*load an earlier one from the same folder \(iter_10.pth\), and delete this file')
+    with pytest.raises(ValueError, match=message):
+        make_qlora(pretrained_pth=str(path))
 
 
 def test_all_ignored_labels_give_zero_loss_with_graph(make_qlora, batch):

@@ -51,8 +51,11 @@ class InternVL2ConversationDataset(Dataset):
         # records, not problems: one record can have several (a broken image that is also a duplicate)
         self.skipped = len(report.bad_indices) + (len(records) - len(self.samples))
         if self.skipped:
-            print_log(f'{loaded.source}: skipped {self.skipped} bad record(s) (on_bad_record="skip"); '
-                      'run `python tools/check_data.py` for the list', 'current', logging.WARNING)
+            too_long = self.skipped - len(report.bad_indices)
+            print_log(f'{loaded.source}: skipped {self.skipped} bad record(s) (on_bad_record="skip"): '
+                      + '; '.join(filter(None, [report.first_problems(5),
+                                                too_long and f'{too_long} that do not fit max_length={max_length}']))
+                      + '; `python tools/check_data.py` lists them all', 'current', logging.WARNING)
         if not self.samples:
             raise ValueError(f'{loaded.source}: no usable records')
         self.truncated = sum(s['truncated'] for s in self.samples)

@@ -29,7 +29,8 @@ def read_json_records(path: str | os.PathLike) -> tuple[list[tuple[int, object]]
     """
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(f"{path}: data file not found")
+        from xtuner_ext.embedded import missing_path_hint
+        raise DataFormatError(f"{path}: data file not found." + missing_path_hint(path))
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:

@@ -41,7 +41,9 @@ def split_by_image(records: Sequence[dict], heldout_fraction: float | None = Non
         if not 0 <= heldout_fraction < 1:
             raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
         heldout_count = math.ceil(heldout_fraction * len(keys))
-    if heldout_count < 0 or (heldout_count > 0 and heldout_count >= len(keys)):
+    if heldout_count < 0:
+        raise ValueError(f"heldout_count must be 0 or more images, got {heldout_count}")
+    if heldout_count > 0 and heldout_count >= len(keys):
         raise ValueError(f"heldout_count {heldout_count} leaves no training images (the data has {len(keys)} images)")
     ranked = sorted(keys, key=lambda k: hashlib.sha256(f"{seed}\0{k}".encode()).hexdigest())
     held = set(ranked[:heldout_count])

@@ -17,6 +17,28 @@ from .records import DataFormatError
 from .split import HELDOUT_FILE, TRAIN_FILE, split_by_image, write_split
 
 
+def heldout_count(text: str) -> int:
+    """``--heldout-count``: a whole number of images, at least 1 (a split that holds out nothing is no split)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of images, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more images to hold out, got {value}")
+    return value
+
+
+def heldout_fraction(text: str) -> float:
+    """``--heldout-fraction``: a share of the images, above 0 and below 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and below 1 (a share of the images), got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xtuner_ext.data.split_cli", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="CLoT folder, ex_cn.json, Oogiri-GO jsonl or conversation json/jsonl")
@@ -24,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", default="auto", choices=["auto", "clot", "oogiri", "conversations"])
     parser.add_argument("--out", required=True, help="folder for train.json, heldout.json, split_meta.json")
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--heldout-count", type=int, help="number of images to hold out")
-    group.add_argument("--heldout-fraction", type=float, help="share of images to hold out")
+    group.add_argument("--heldout-count", type=heldout_count, help="number of images to hold out (1 or more)")
+    group.add_argument("--heldout-fraction", type=heldout_fraction, help="share of images to hold out (0 < f < 1)")
     parser.add_argument("--seed", type=int, default=0)
     oogiri = parser.add_argument_group("Oogiri-GO filters")
     oogiri.add_argument("--task-types", nargs="+", choices=["I2T", "T2T", "IT2T"], help="keep only these task types")

@@ -250,6 +250,12 @@ class Report:
     def counts_by_task_type(self) -> Counter:
         return Counter(info.task_type or "unknown" for info in self.infos)
 
+    def first_problems(self, limit: int = 5) -> str:
+        """The first ``limit`` problems as ``file:index: code: reason``, joined, with a count of the rest."""
+        ordered = sorted(self.problems, key=lambda p: p.index)
+        more = len(ordered) - limit
+        return "; ".join(str(p) for p in ordered[:limit]) + (f"; and {more} more problem(s)" if more > 0 else "")
+
     def summary_line(self) -> str:
         bad = len(self.bad_indices)
         return f"checked {self.n_records} records: {self.n_usable} usable, {bad} with problems"

@@ -13,10 +13,11 @@ import os
 from typing import Dict, List, Optional, Union
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from torch import nn
 
-from xtuner_ext.safe_load import mmengine_checkpoint_globals
+from xtuner_ext.safe_load import mmengine_checkpoint_globals, naming_corrupt_checkpoint
 from xtuner_ext.models.internvl2 import InternVL2Processor, InternVLChatModel
 from xtuner_ext.models.answer_loss import answer_loss, check_fused_loss
 from xtuner_ext.models.packed_attention import enable_packed_attention, run_packed_decoder
@@ -66,6 +67,20 @@ def quantization_settings(spec, device: torch.device) -> Optional[QuantizationSe
 def _cast_inputs_to_own_dtype(module: nn.Module, args: tuple) -> tuple:
     dtype = next(module.parameters()).dtype
     return tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+
+def restored_summary(model: nn.Module) -> str:
+    """One line: what a trainable-state load restored, and what stays as loaded from the base model."""
+    groups = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            group = 'LoRA' if '.lora_' in name else 'projector' if '.mlp1.' in f'.{name}' else name.split('.')[1]
+            groups[group] = groups.get(group, 0) + param.numel()
+    trained = sum(groups.values())
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    parts = ', '.join(f'{group} {count:,}' for group, count in groups.items())
+    return (f'{type(model).__name__}: restored {trained:,} trainable parameters ({parts}) strictly; the {frozen:,} '
+            f'frozen ones stay as loaded from {getattr(model, "model_path", "the base model")}')
 
 
 class InternVL2QLoRA(BaseModel):
@@ -187,6 +202,8 @@ class InternVL2QLoRA(BaseModel):
         return full
 
     def _check_trainable_state(self, state_dict, prefix, *unused):
+        """Pre-hook of every load (also mmengine's, which bypasses :meth:`load_state_dict`): the checkpoint must
+        hold exactly what trains. It also makes sure the post-hook below runs at the end of the load."""
         expected = {prefix + name: p.shape for name, p in self.named_parameters() if p.requires_grad}
         got = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
         missing = sorted(set(expected) - set(got))
@@ -197,12 +214,18 @@ class InternVL2QLoRA(BaseModel):
                 'checkpoint does not fit this InternVL2QLoRA model (same LoRA r/targets and freeze switches?): '
                 f'{len(missing)} missing {missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}, '
                 f'{len(mismatched)} with other shapes {mismatched[:5]}')
+        self._load_prefix = prefix
+        if getattr(self, '_frozen_weights_hook', None) is None:
+            self._frozen_weights_hook = self.register_load_state_dict_post_hook(
+                InternVL2QLoRA._account_for_frozen_weights)
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Always strict about what trains (checked by a pre-hook, also on mmengine's own loading
-        path); frozen weights are legitimately absent, so ``strict`` has nothing else to decide."""
-        result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        return result
+    def _account_for_frozen_weights(self, incompatible_keys) -> None:
+        """Post-hook of every load: frozen weights come from ``model_path``, so a trainable-only checkpoint lacks
+        them by design (the pre-hook checked that every trainable key is there); they are not "missing".
+        Says in one line what was restored."""
+        prefix = self._load_prefix
+        incompatible_keys.missing_keys[:] = [k for k in incompatible_keys.missing_keys if not k.startswith(prefix)]
+        print_log(restored_summary(self), 'current')
 
     def load_trainable_state(self, path: str) -> None:
         """Load an ``iter_N.pth`` (mmengine) or a bare trainable state dict, strictly."""
@@ -210,7 +233,8 @@ class InternVL2QLoRA(BaseModel):
             raise ValueError(f'{path} is a folder: a DeepSpeed checkpoint (saved with save_optimizer=True). Train '
                              'with save_optimizer=False to get one file, or export one with DeepSpeed\'s '
                              'zero_to_fp32 tool')
-        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):  # no arbitrary pickles
+        # no arbitrary pickles; an incomplete file is named as such
+        with naming_corrupt_checkpoint(path), torch.serialization.safe_globals(mmengine_checkpoint_globals()):
             checkpoint = torch.load(path, map_location='cpu', weights_only=True)
         state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else checkpoint
         self.load_state_dict(state)

@@ -1,5 +1,6 @@
 """Bad inputs fail with errors that name the problem."""
 import json
+import re
 import shutil
 
 import pytest
@@ -102,6 +103,40 @@ def test_missing_shard_is_named(fixture_dir, tmp_path):
     (tmp_path / 'model-00002-of-00008.safetensors').unlink()
     with pytest.raises(FileNotFoundError, match=r"lists shard\(s\) missing.*model-00002-of-00008.safetensors"):
         InternVLChatModel.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'random bytes', 'empty'])
+def test_corrupt_weights_file_is_named_with_the_remedy(copy_of, damage):
+    weights = copy_of / 'model.safetensors'
+    data = weights.read_bytes()
+    weights.write_bytes({'truncated': data[:len(data) // 2], 'random bytes': bytes(range(256)) * 16,
+                         'empty': b''}[damage])
+    message = (rf'{re.escape(str(weights))} is truncated or corrupt \(\d+ bytes; safetensors: .*\), '
+               r'e\.g\. an interrupted download or copy: download or copy the checkpoint folder again')
+    with pytest.raises(ValueError, match=message):
+        InternVLChatModel.from_pretrained(copy_of)
+
+
+def test_corrupt_shard_index_is_named(fixture_dir, tmp_path):
+    InternVLChatModel.from_pretrained(fixture_dir).save_pretrained(tmp_path, max_shard_size=100_000)
+    index = tmp_path / 'model.safetensors.index.json'
+    index.write_text(index.read_text()[:100])
+    with pytest.raises(ValueError, match=r'model.safetensors.index.json is truncated or corrupt \(not valid JSON'):
+        InternVLChatModel.from_pretrained(tmp_path)
+
+
+def test_missing_embedded_default_says_how_to_make_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # any folder but the repository root
+    with pytest.raises(FileNotFoundError, match=r'embedded/internvl2_tiny is not a directory.*run `make demo` once in '
+                                                r'the repository root.*or set XTUNER_EXT_MODEL_PATH'):
+        InternVLChatModel.from_pretrained('embedded/internvl2_tiny')
+
+
+def test_missing_folder_from_the_variable_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv('XTUNER_EXT_MODEL_PATH', str(tmp_path / 'moved'))
+    with pytest.raises(FileNotFoundError, match=r'It comes from XTUNER_EXT_MODEL_PATH=.*moved: point it at an '
+                                                r'InternVL2 folder'):
+        InternVLChatModel.from_pretrained(tmp_path / 'moved')
 
 
 def test_tokenizer_without_img_context(fixture_dir, tmp_path):

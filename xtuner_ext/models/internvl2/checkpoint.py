@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .configuration import InternVLChatConfig
@@ -188,7 +188,11 @@ def weight_files(path: Union[str, Path]) -> list:
     path = Path(path)
     index = path / SAFE_WEIGHTS_INDEX_NAME
     if index.is_file():
-        weight_map = json.loads(index.read_text(encoding='utf-8')).get('weight_map')
+        try:
+            weight_map = json.loads(index.read_text(encoding='utf-8')).get('weight_map')
+        except json.JSONDecodeError as err:
+            raise ValueError(f'{index} is truncated or corrupt (not valid JSON: {err}): download or copy the '
+                             'checkpoint folder again') from err
         if not weight_map:
             raise ValueError(f'{index} has no weight_map')
         files = [path / name for name in sorted(set(weight_map.values()))]
@@ -203,13 +207,27 @@ def weight_files(path: Union[str, Path]) -> list:
     raise FileNotFoundError(f'{path} has no {SAFE_WEIGHTS_NAME} or {SAFE_WEIGHTS_INDEX_NAME}{hint}')
 
 
+def unreadable_weights_error(file: Path, err: Exception) -> ValueError:
+    """The error for a safetensors file its reader refuses: name the file, what is wrong and the remedy."""
+    size = file.stat().st_size if file.is_file() else 0
+    return ValueError(f'{file} is truncated or corrupt ({size} bytes; safetensors: {err}), e.g. an interrupted '
+                      'download or copy: download or copy the checkpoint folder again')
+
+
 def iter_checkpoint_tensors(path: Union[str, Path], dtype: Optional[torch.dtype] = None,
                             device: Union[str, torch.device] = 'cpu') -> Iterator[Tuple[str, torch.Tensor]]:
     """Yield ``(official_name, tensor)`` one at a time from all shards, cast to ``dtype``."""
     for file in weight_files(path):
-        with safe_open(str(file), framework='pt', device=str(device)) as handle:
+        try:
+            handle = safe_open(str(file), framework='pt', device=str(device))
+        except SafetensorError as err:
+            raise unreadable_weights_error(file, err) from err
+        with handle:
             for key in handle.keys():
-                tensor = handle.get_tensor(key)
+                try:
+                    tensor = handle.get_tensor(key)
+                except SafetensorError as err:
+                    raise unreadable_weights_error(file, err) from err
                 yield key, (tensor if dtype is None or not tensor.is_floating_point() else tensor.to(dtype))
 
 

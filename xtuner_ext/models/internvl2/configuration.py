@@ -141,7 +141,9 @@ class InternVLChatConfig:
     def from_pretrained(cls, path: Union[str, Path]) -> 'InternVLChatConfig':
         path = Path(path)
         if not path.is_dir():
-            raise FileNotFoundError(f'{path} is not a directory: expected an InternVL2 checkpoint folder')
+            from xtuner_ext.embedded import missing_path_hint
+            raise FileNotFoundError(f'{path} is not a directory: expected an InternVL2 checkpoint folder.'
+                                    + missing_path_hint(path))
         file = path / CONFIG_NAME
         if not file.is_file():
             raise FileNotFoundError(f'{path} has no {CONFIG_NAME}: not an InternVL2 checkpoint folder')

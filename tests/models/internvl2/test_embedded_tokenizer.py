@@ -6,7 +6,7 @@ from xtuner_ext.models.internvl2.tiny import EMBEDDED_VOCAB_SIZE, build_tokenize
 
 
 def test_every_sample_character_is_one_token_and_jokes_round_trip():
-    tokenizer = build_tokenizer(sample_texts(), EMBEDDED_VOCAB_SIZE)
+    tokenizer = build_tokenizer(extra_texts=sample_texts(), vocab_size=EMBEDDED_VOCAB_SIZE)
     assert len(tokenizer) == EMBEDDED_VOCAB_SIZE + 11  # + the added special tokens
     for character in sorted({c for text in sample_texts() for c in text if not c.isspace()}):
         assert len(tokenizer(character, add_special_tokens=False)['input_ids']) == 1, character
@@ -18,4 +18,4 @@ def test_every_sample_character_is_one_token_and_jokes_round_trip():
 
 def test_too_small_a_vocabulary_is_an_error_that_says_so():
     with pytest.raises(ValueError, match='raise vocab_size'):
-        build_tokenizer(sample_texts(), 512)
+        build_tokenizer(extra_texts=sample_texts(), vocab_size=512)

@@ -39,14 +39,16 @@ def test_stock_list_cfg_shows_every_shipped_config():
 
 @pytest.mark.parametrize('name', sorted(boot.shipped_configs()))
 def test_stock_copy_cfg_by_name_copies_a_loadable_config(name, tmp_path):
-    """A config that inherits (``_base_``) arrives with its bases, so the copy loads on its own."""
+    """A config that inherits (``_base_``) arrives with its bases, so the copy loads on its own; nothing is
+    written outside the target folder."""
     from mmengine.config import Config
 
     source = boot.shipped_configs()[name]
-    run(BIN / 'xtuner', 'copy-cfg', name, tmp_path)
-    copied = tmp_path / (Path(source).stem + '_copy.py')
-    assert copied.read_bytes() == Path(source).read_bytes()
+    target = tmp_path / 'copies'
+    run(BIN / 'xtuner', 'copy-cfg', name, target)
+    copied = target / (Path(source).stem + '_copy.py')
     assert Config.fromfile(str(copied)).to_dict() == Config.fromfile(source).to_dict()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['copies']
 
 
 def test_xtuner_ext_cli_returns_the_tool_exit_code(tmp_path):

@@ -141,11 +141,15 @@ def copy_config_bases_at_exit() -> None:
         return
     source = shipped_configs().get(args[0])
     if source:
-        atexit.register(lambda: os.path.isdir(args[1]) and copy_bases(source, args[1]))
+        copy = os.path.join(args[1], os.path.splitext(os.path.basename(source))[0] + '_copy.py')  # copy_cfg's name
+        atexit.register(lambda: os.path.isfile(copy) and copy_bases(source, args[1], copy))
 
 
-def copy_bases(config_path: str, save_dir: str) -> None:
-    """Copy the ``_base_`` files ``config_path`` names (relative paths, recursively) into ``save_dir``."""
+def copy_bases(config_path: str, save_dir: str, copy_path: str = '') -> None:
+    """Copy the ``_base_`` files ``config_path`` names (relative paths, recursively) into ``save_dir``.
+
+    A base outside the config's folder (``../../hooks/x.py``) is copied beside the copy, and the copy
+    (``copy_path``) is pointed at it: nothing is written outside ``save_dir``."""
     import ast
     import shutil
     with open(config_path, encoding='utf-8') as f:
@@ -155,11 +159,17 @@ def copy_bases(config_path: str, save_dir: str) -> None:
             bases = ast.literal_eval(node.value)
             for base in [bases] if isinstance(bases, str) else bases:
                 source = os.path.join(os.path.dirname(config_path), base)
-                target = os.path.join(save_dir, base)
+                local = base if not os.path.normpath(base).startswith('..') else './' + os.path.basename(base)
+                if local != base and copy_path:
+                    with open(copy_path, encoding='utf-8') as f:
+                        text = f.read().replace(repr(base), repr(local))
+                    with open(copy_path, 'w', encoding='utf-8') as f:
+                        f.write(text)
+                target = os.path.join(save_dir, local)
                 if not os.path.exists(target):
                     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
                     shutil.copyfile(source, target)
-                    copy_bases(source, os.path.dirname(os.path.abspath(target)))
+                    copy_bases(source, os.path.dirname(os.path.abspath(target)), target)
 
 
 def redirect_internvl2_pth_to_hf(config_module) -> None:

@@ -49,6 +49,7 @@ train_dataloader = dict(
     num_workers=dataloader_num_workers,
     dataset=train_dataset,
     sampler=dict(per_device_batch_size=batch_size * accumulative_counts),
+    collate_fn=dict(type='internvl2_collate_fn'),  # padded batches: the recipe the demo's learning was tuned with
     pin_memory=False,  # CPU
     persistent_workers=False,  # needs num_workers > 0
 )

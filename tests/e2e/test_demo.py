@@ -93,7 +93,7 @@ def test_demo_failure_is_one_line_and_the_log(tmp_path):
     result = run_demo(tmp_path, embedded)
     assert result.returncode == 1
     error = [line for line in result.stderr.splitlines() if line.strip()]
-    assert error[0].startswith(f'error: ValueError: {weights} is truncated or corrupt'), result.stderr
+    assert error[0].startswith('error: ') and f'ValueError: {weights} is truncated or corrupt' in error[0], result.stderr
     assert error[1] == 'The traceback and everything before it: demo/demo.log'
     assert 'Traceback' not in result.stdout + result.stderr
     assert 'Traceback' in (tmp_path / 'demo' / 'demo.log').read_text(encoding='utf-8')

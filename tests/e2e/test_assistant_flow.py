@@ -2,12 +2,13 @@
 `xtuner train` with native InternLM2 (no remote code), stock `xtuner convert pth_to_hf`, our merge
 to the official layout, a strict reload, and a greedy chat that knows the owner's name."""
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from e2e_helpers import run
 
 pytestmark = pytest.mark.slow
 
@@ -15,12 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / 'configs' / 'internlm2' / 'internlm2_tiny_qlora_assistant.py'
 BIN = Path(sys.executable).parent
 NAME = '小明'
-
-
-def run(command, env, cwd):
-    result = subprocess.run([str(c) for c in command], env=env, cwd=cwd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
 
 
 @pytest.fixture(scope='module')

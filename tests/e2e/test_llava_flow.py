@@ -2,11 +2,12 @@
 LoRA from stage 1's checkpoint) through stock `xtuner train`, stock `xtuner convert pth_to_hf`, our
 llava-hf export, and transformers' own LlavaForConditionalGeneration answering like the trained model."""
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from e2e_helpers import run
 
 pytestmark = pytest.mark.slow
 
@@ -15,12 +16,6 @@ PRETRAIN = REPO / 'configs' / 'llava' / 'llava_internlm2_tiny_clip_tiny_pretrain
 FINETUNE = REPO / 'configs' / 'llava' / 'llava_internlm2_tiny_clip_tiny_qlora_lora_finetune.py'
 BIN = Path(sys.executable).parent
 QUESTION = 'Describe this image.'
-
-
-def run(command, env, cwd):
-    result = subprocess.run([str(c) for c in command], env=env, cwd=cwd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
 
 
 @pytest.fixture(scope='module')

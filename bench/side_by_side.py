@@ -1,7 +1,7 @@
 """One GPU, same batches: our InternVL2 QLoRA step (each speed lever alone, then together) beside
 stock XTuner's ``InternVL_V1_5``, plus a profile of where our step's time goes.
 
-    python bench/side_by_side.py --preset internvl2-2b --stock-code .official/internvl_chat --out $OUT/bench.json
+    python bench/side_by_side.py --preset internvl2-2b --stock-code .official/remote_code --out $OUT/bench.json
 
 A step is forward + backward + gradient clipping + AdamW on the trainables, the shipped config's
 recipe (nf4 LLM, LoRA r=128 with dropout 0.05, fp32 trainables); ours under bf16 autocast, stock
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
     parser.add_argument('--shapes', nargs='+', default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--steps', type=int, default=4)
-    parser.add_argument('--stock-code', help='the official internvl_chat folder (git-ignored .official/...)')
+    parser.add_argument('--stock-code', help='official remote code: .official/remote_code (git-ignored; see bench/stock_xtuner.py)')
     parser.add_argument('--profile', help='write the profile table here')
     parser.add_argument('--stock-lora-r', type=int, default=128)
     parser.add_argument('--settings', nargs='+', help='only the settings whose names start with these')

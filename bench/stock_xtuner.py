@@ -1,9 +1,11 @@
 """Stock XTuner 0.2.0 ``InternVL_V1_5`` QLoRA on the same random-weight folder, for side-by-side timing.
 
-Stock loads the model with ``trust_remote_code``, so it needs the official InternVL code: fetch the
-OpenGVLab/InternVL repository into the git-ignored ``.official/`` (``internvl_chat/internvl`` is
-enough) and pass ``--stock-code .official/internvl_chat``. Nothing official is committed: the model
-folder gets two one-line files of ours that import the official classes from that package.
+Stock loads the model with ``trust_remote_code``, so it needs the official InternVL code, as a real
+InternVL2-2B folder carries it: ``python tools/official_remote_code.py GIT_DIR`` flattens it into the
+git-ignored ``.official/remote_code`` (pass ``--stock-code .official/remote_code``; its files are
+copied into the model folder). ``--stock-code .official/internvl_chat`` (the repository's package,
+which needs timm) also works: the folder then gets two one-line files of ours importing its classes.
+Nothing official is committed.
 
 Two changes make stock run at all, both from the device notes: a one-process ``gloo`` group (its
 forward calls ``torch.distributed.get_rank()``) and the projector ``mlp1`` cast to fp32 (it stays
@@ -26,15 +28,20 @@ SHIMS = {
 
 
 def remote_code_folder(model_dir: Path, stock_code: Path, out: Path) -> Path:
-    """A copy of ``model_dir`` (weights linked) whose ``auto_map`` modules import the official code."""
-    if not (stock_code / 'internvl' / 'model' / 'internvl_chat').is_dir():
-        raise FileNotFoundError(f'{stock_code}/internvl/model/internvl_chat not found: fetch OpenGVLab/InternVL '
-                                'and pass its internvl_chat folder as --stock-code')
+    """A copy of ``model_dir`` (weights linked) whose ``auto_map`` modules are the official code."""
+    flattened = (stock_code / 'modeling_internvl_chat.py').is_file()
+    if not flattened and not (stock_code / 'internvl' / 'model' / 'internvl_chat').is_dir():
+        raise FileNotFoundError(f'{stock_code} holds neither the flattened remote code nor internvl/model/'
+                                'internvl_chat: run tools/official_remote_code.py GIT_DIR (see this module)')
     out.mkdir(parents=True, exist_ok=True)
     for item in model_dir.iterdir():
         target = out / item.name
         if not target.exists():
             target.symlink_to(item.resolve()) if item.suffix == '.safetensors' else shutil.copy(item, target)
+    if flattened:
+        for code in stock_code.glob('*.py'):
+            shutil.copy(code, out / code.name)
+        return out
     for name, text in SHIMS.items():
         (out / name).write_text(text, encoding='utf-8')
     if str(stock_code) not in sys.path:

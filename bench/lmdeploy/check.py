@@ -7,8 +7,16 @@ Runs on the GPU machine, in two Python environments (LMDeploy refuses the projec
                                           # converted by xtuner_ext (4-bit drift, reload check)
     python check.py native FOLDER IMAGE QUESTION JSON     # project env: our chat() on the GPU
     python check.py lmdeploy FOLDER IMAGE QUESTION JSON   # LMDeploy env: pipeline((question, image))
+    python check.py agree FOLDER IMAGE QUESTION LMDEPLOY_JSON JSON   # project env: our greedy ids beside
+                                          # LMDeploy's, and our logits along LMDeploy's answer (ties)
     python check.py template FOLDER QUESTION JSON         # LMDeploy env, CPU is enough: the chat
                                                           # template LMDeploy picks and its prompt
+
+Greedy decoding in bf16 by two engines agrees token for token only while the top two logits are
+further apart than the engines' rounding differences. ``agree`` therefore also runs our model
+teacher-forced along LMDeploy's answer and reports, at every position, how far LMDeploy's token is
+below our top-1 logit: 0 everywhere means the same greedy answer; a divergence whose gap is within
+bf16 noise (TIE_LOGITS) is a near-tie, not a different model or template.
 
 Every step writes a JSON (answer, or the error it hit) so one failing step does not hide the others.
 """
@@ -21,6 +29,7 @@ import traceback
 from pathlib import Path
 
 MAX_NEW_TOKENS = 24
+TIE_LOGITS = 0.125  # bf16 keeps 8 significant bits: logits of magnitude 8-16 are rounded to 1/16-1/8
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -89,11 +98,48 @@ def lmdeploy(folder: str, image: str, question: str, result: str) -> int:
     out = pipe((question, Image.open(image).convert('RGB')),
                gen_config=GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, do_sample=False, top_k=1))
     rendered = template.messages2prompt([{'role': 'user', 'content': '<img><IMG_CONTEXT></img>\n' + question}])
-    write(result, dict(folder=folder, answer=out.text, template=type(template).__name__,
+    write(result, dict(folder=folder, answer=out.text, token_ids=list(out.token_ids), template=type(template).__name__,
                        prompt_head=rendered.split('<img>')[0], load_s=round(loaded, 1),
                        stop_token_ids=sorted(pipe.async_engine.stop_words or []) if hasattr(
                            pipe.async_engine, 'stop_words') else None))
     pipe.close()
+    return 0
+
+
+def agree(folder: str, image: str, question: str, lmdeploy_json: str, result: str) -> int:
+    """Our greedy token ids beside LMDeploy's, and our logit gap along LMDeploy's answer."""
+    import torch
+
+    from xtuner_ext.chat_cli import ChatSession
+
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'  # the CPU only for a smoke test
+    theirs = json.loads(Path(lmdeploy_json).read_text(encoding='utf-8'))
+    their_ids = theirs['token_ids']
+    session = ChatSession(folder, image, device=device, max_new_tokens=MAX_NEW_TOKENS)
+    model, processor = session.model, session.processor
+    tokenizer = processor.tokenizer
+    prompt = processor.prompt('<image>\n' + question, None, [len(session.pixel_values)])
+    prompt_ids = tokenizer(prompt, return_tensors='pt')['input_ids'].to(device)
+    model.img_context_token_id = processor.img_context_token_id
+    stop = tokenizer.convert_tokens_to_ids(processor.stop_token)
+    with torch.no_grad():
+        ours = model.generate(pixel_values=session.pixel_values, input_ids=prompt_ids,
+                              attention_mask=torch.ones_like(prompt_ids), max_new_tokens=MAX_NEW_TOKENS,
+                              do_sample=False, eos_token_id=stop)[0].tolist()
+        forced = torch.cat([prompt_ids, torch.tensor([their_ids], device=device)], dim=1)
+        logits = model(pixel_values=session.pixel_values, input_ids=forced).logits[0].float()
+    steps = logits[prompt_ids.shape[1] - 1:-1]  # the logits that chose each of LMDeploy's tokens
+    top = steps.argmax(-1)
+    gaps = (steps.max(-1).values - steps.gather(1, torch.tensor(their_ids, device=device)[:, None])[:, 0]).tolist()
+    differ = [i for i, t in enumerate(their_ids) if int(top[i]) != t]
+    ours_cut = ours[:len(ours) - 1] if ours and ours[-1] == stop else ours
+    write(result, dict(folder=folder, our_ids=ours_cut, their_ids=their_ids,
+                       same_ids=ours_cut == [t for t in their_ids if t != stop],
+                       our_text=tokenizer.decode(ours_cut, skip_special_tokens=True),
+                       their_text=theirs.get('answer'), positions_where_our_top1_differs=differ,
+                       gaps_there=[round(gaps[i], 4) for i in differ], max_gap=round(max(gaps or [0.0]), 4),
+                       tie_logits=TIE_LOGITS, same_up_to_ties=max(gaps or [0.0]) <= TIE_LOGITS,
+                       prompt_tokens=int(prompt_ids.shape[1])))
     return 0
 
 
@@ -112,7 +158,8 @@ def template(folder: str, question: str, result: str) -> int:
 def main(argv) -> int:
     step, args = argv[0], argv[1:]
     try:
-        return {'full-size': full_size, 'native': native, 'lmdeploy': lmdeploy, 'template': template}[step](*args)
+        steps = {'full-size': full_size, 'native': native, 'lmdeploy': lmdeploy, 'agree': agree, 'template': template}
+        return steps[step](*args)
     except Exception as err:  # report the exact error in the step's JSON, then fail the step
         target = Path(args[-1]) if step != 'full-size' else Path(args[0]) / 'full_size.json'
         write(target, dict(error=f'{type(err).__name__}: {err}', traceback=traceback.format_exc()[-4000:]))

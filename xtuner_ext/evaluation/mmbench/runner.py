@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .circular import group_of, is_copy, with_rotations
 from .extraction import extract_option
-from .prompts import build_question, language_of
+from .prompts import language_of
 from .scoring import score
 from .tsv import MMBenchRow, read_mmbench_tsv
 from .writing import PredictionLog, write_json, write_submission
@@ -57,7 +57,7 @@ def select_rows(rows, circular: bool, limit: Optional[int]):
 
 
 def answer_row(answerer, row: MMBenchRow, language: str) -> dict:
-    question = build_question(row, language)
+    question = answerer.question(row, language)
     prediction = answerer.answer(row.decode_image(), question)
     extraction = extract_option(prediction, row.options)
     return {'index': row.index, 'question': question, 'prediction': prediction, 'letter': extraction.letter,

@@ -189,3 +189,24 @@ def test_config_family_is_recognised(config, is_llava):
     from xtuner_ext.evaluation.mmbench.llava_answering import is_llava_config
 
     assert is_llava_config(Config.fromfile(str(REPO / config))) is is_llava
+
+
+def test_stage_1_against_stage_2_before_after(llava_env, dev_tsv, tmp_path):
+    """The LLaVA tutorial's before/after: the pretrain (projector-only) config + its checkpoint against
+    the fine-tune; the pretrain checkpoint holds only the projector."""
+    from mmengine.config import Config
+    from xtuner.registry import BUILDER
+
+    pretrain = REPO / 'configs' / 'llava' / 'llava_internlm2_tiny_clip_tiny_pretrain.py'
+    config = Config.fromfile(str(pretrain))
+    config.model.llm.quantization = None
+    model = BUILDER.build(config.model)
+    assert {k.split('.')[0] for k in model.state_dict()} == {'projector'}
+    torch.save({'meta': {}, 'state_dict': model.state_dict()}, tmp_path / 'iter_10.pth')
+    assert main([str(pretrain), '--checkpoint', str(tmp_path / 'iter_10.pth'), '--compare', str(FINETUNE),
+                 '--compare-checkpoint', str(llava_env[1]), '--data-path', str(dev_tsv), '--work-dir',
+                 str(tmp_path / 'run'), *QUICK, '--limit', '2']) == 0
+    before = records(tmp_path / 'run' / 'base' / 'predictions.jsonl')
+    after = records(tmp_path / 'run' / 'finetuned' / 'predictions.jsonl')
+    assert [r['prediction'] for r in before] != [r['prediction'] for r in after]
+    assert json.loads((tmp_path / 'run' / 'compare.json').read_text())[0]['label'] == 'vanilla overall'

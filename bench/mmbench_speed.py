@@ -47,13 +47,15 @@ def child_env() -> dict:
     return dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED='1')
 
 
-def check_xlsx_writer() -> None:
-    """The run ends by writing the .xlsx submission: fail now, not after minutes of answers."""
+def xlsx_writer_note() -> str:
+    """The run ends by writing the .xlsx submission with openpyxl; without it the answers (and so the
+    timing) are still there, but the run fails at its end."""
     import importlib.util
 
-    if importlib.util.find_spec('openpyxl') is None:
-        raise SystemExit('openpyxl is missing (the .xlsx writer): add its wheels to the carry, e.g. `pip download '
-                         '--no-deps -d .carry/whl openpyxl==3.1.5 et_xmlfile==2.0.0`')
+    if importlib.util.find_spec('openpyxl') is not None:
+        return ''
+    return ('openpyxl is missing: the run will fail when it writes the .xlsx (timing is kept); carry it with '
+            '`pip download --no-deps -d .carry/whl openpyxl==3.1.5 et_xmlfile==2.0.0`')
 
 
 def tile_counts(model_dir: Path, tsv: Path, rows: int) -> dict:
@@ -114,7 +116,8 @@ def main(argv=None) -> int:
     parser.add_argument('--budget-s', type=float, default=150, help='answering time before the run is stopped')
     parser.add_argument('--out', help='write the summary JSON here too')
     args = parser.parse_args(argv)
-    check_xlsx_writer()
+    note = xlsx_writer_note()
+    print(note or 'openpyxl found', flush=True)
     import torch
 
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
@@ -131,18 +134,21 @@ def main(argv=None) -> int:
         child = subprocess.Popen(command, env=child_env(), stderr=stderr)
         stamps = watch(child, work_dir / 'predictions.jsonl', args.budget_s, started, every=max(args.rows // 10, 1))
     killed = child.returncode == -signal.SIGKILL
-    if child.returncode not in (0, -signal.SIGKILL):
+    failed = child.returncode not in (0, -signal.SIGKILL)
+    if failed:
         print(errors.read_text(encoding='utf-8')[-4000:], file=sys.stderr)
-        return child.returncode or 1
+        if not stamps:
+            return child.returncode or 1
     result_file = work_dir / 'result.json'
     result = json.loads(result_file.read_text(encoding='utf-8')) if result_file.is_file() else {}
     summary = dict(preset=args.preset, device=device, gpu=torch.cuda.get_device_name() if device == 'cuda' else None,
-                   max_new_tokens=args.max_new_tokens, **summarize(stamps, inputs, tiles, killed, result))
+                   max_new_tokens=args.max_new_tokens, **summarize(stamps, inputs, tiles, killed, result),
+                   child_exit_code=child.returncode)
     text = json.dumps(summary, indent=2)
     print(text)
     if args.out:
         Path(args.out).write_text(text + '\n', encoding='utf-8')
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':

@@ -84,7 +84,10 @@ def answer_missing(answerer, rows, language: str, log: PredictionLog, name: str,
 
 def evaluate(answerer, data_path: Union[str, Path], work_dir: Union[str, Path], language: str = 'auto',
              circular: bool = False, limit: Optional[int] = None, progress: bool = True) -> dict:
-    """Answer, score and write ``predictions.jsonl``, ``<tsv name>.xlsx`` and ``result.json``."""
+    """Answer, score and write ``predictions.jsonl``, ``<tsv name>.xlsx`` and ``result.json``.
+
+    ``answerer``: ``name``, ``settings()``, ``question(row, language)`` (the model family's text) and
+    ``answer(image, question)`` (greedy), as ``InternVL2Answerer`` and the LLaVA answerers have."""
     table = read_mmbench_tsv(data_path)
     language = language_of(table.path) if language == 'auto' else language
     rows = select_rows(table.rows, circular, limit)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's xtuner_ext, also where another copy is installed
 
 
 def build_inputs(root: Path, preset: str, rows: int) -> dict:

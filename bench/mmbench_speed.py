@@ -101,7 +101,8 @@ def summarize(stamps: list, inputs: dict, tiles: dict, killed: bool, result: dic
                    tiles_per_image=tiles)
     if gaps:
         summary.update(steady_rows_per_s=round(len(gaps) / (stamps[-1] - stamps[0]), 3),
-                       median_row_s=round(statistics.median(gaps), 3))
+                       median_row_s=round(statistics.median(gaps), 3),
+                       startup_s=round(stamps[0] - statistics.median(gaps), 2))  # first row less one answer
     if result:
         summary.update(unmatched=result.get('unmatched'), this_run=result.get('this_run'))
     return summary

@@ -131,3 +131,24 @@ def test_convert_keeps_the_stock_modes_and_adds_ours():
     assert helps.returncode == 0 and 'pth_to_hf' in helps.stdout + helps.stderr
     assert 'xtuner-ext convert CONFIG CHECKPOINT SAVE_DIR' in helps.stdout
     assert ours.returncode == 2 and 'usage: xtuner-ext convert-official' in ours.stderr  # our parser
+
+
+def test_writing_shows_one_progress_step_per_shard_and_writes_the_same_files(tmp_path, repo_root, capfd):
+    """The converter's writing step reports each shard on stderr; the bytes are those of a silent save."""
+    import hashlib
+
+    from xtuner_ext.convert.official_folder import write_official_folder
+    from xtuner_ext.models.internvl2 import InternVL2Processor, InternVLChatModel
+
+    base = repo_root / 'tests' / 'fixtures' / 'internvl2_tiny'
+    model, processor = InternVLChatModel.from_pretrained(base), InternVL2Processor.from_pretrained(base)
+    model.save_pretrained(tmp_path / 'silent', max_shard_size=100_000)
+    assert 'writing shards' not in capfd.readouterr().err
+    written = write_official_folder(model, processor, base, tmp_path / 'converted', model.dtype, '100KB')
+    shards = sorted(p.name for p in (tmp_path / 'silent').glob('*.safetensors'))
+    assert written['shards'] == len(shards) > 1
+    err = capfd.readouterr().err
+    assert 'writing shards: 100%' in err and f'| {len(shards)}/{len(shards)} [' in err
+    sha = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
+    for name in shards + ['model.safetensors.index.json']:
+        assert sha(tmp_path / 'converted' / name) == sha(tmp_path / 'silent' / name), name

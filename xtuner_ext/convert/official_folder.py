@@ -122,7 +122,7 @@ def write_official_folder(model, processor, base: Path, out: Path, dtype: torch.
     if model.dtype != dtype:
         raise ValueError(f'the model weights are {model.dtype}, expected {dtype}: cast them first (cast_weights)')
     model.config = model.config.with_updates(**trained_config_fields(processor))
-    model.save_pretrained(out, max_shard_size=max_shard_size)
+    model.save_pretrained(out, max_shard_size=max_shard_size, progress=True)
     template = chat_template_jinja(processor.template, processor.system_message)
     return dict(tokenizer_files=copy_tokenizer_files(base, out, template), remote_code=copy_remote_code(base, out),
                 eos_token_id=stop_at_template_separator(out, processor.tokenizer, processor.stop_token),

@@ -1,4 +1,4 @@
-"""MMBench / CCBench evaluation of InternVL2 models on the official TSV files (see :mod:`.cli`)."""
+"""MMBench / CCBench evaluation of InternVL2 and LLaVA models on the official TSV files (see :mod:`.cli`)."""
 from .circular import CIRCULAR_OFFSET, rotate, with_rotations
 from .compare import compare_results, render_comparison
 from .extraction import Extraction, extract_option

@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 
 from ...models.internvl2 import InternVL2Processor, InternVLChatModel
+from .prompts import build_question
+from .tsv import MMBenchRow
 
 OFFICIAL_GENERATION = dict(num_beams=1, max_new_tokens=100, min_new_tokens=1, do_sample=False)
 OFFICIAL_TILING = dict(dynamic_image_size=True, min_dynamic_patch=1, max_dynamic_patch=6)
@@ -68,6 +70,9 @@ class InternVL2Answerer:
         """What decides the answers: a resumed run must have the same."""
         return {'model': self.name, 'tiling': repr(self.processor.tiling), 'system_message':
                 self.processor.system_message, 'generation': self.generation_config}
+
+    def question(self, row: MMBenchRow, language: str) -> str:
+        return build_question(row, language)
 
     def prompt(self, question: str, num_tiles: int) -> str:
         return self.processor.prompt(question, None, [num_tiles])

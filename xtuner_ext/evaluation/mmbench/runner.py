@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .circular import group_of, is_copy, with_rotations
 from .extraction import extract_option
-from .prompts import build_question, language_of
+from .prompts import language_of
 from .scoring import score
 from .tsv import MMBenchRow, read_mmbench_tsv
 from .writing import PredictionLog, write_json, write_submission
@@ -57,7 +57,7 @@ def select_rows(rows, circular: bool, limit: Optional[int]):
 
 
 def answer_row(answerer, row: MMBenchRow, language: str) -> dict:
-    question = build_question(row, language)
+    question = answerer.question(row, language)
     prediction = answerer.answer(row.decode_image(), question)
     extraction = extract_option(prediction, row.options)
     return {'index': row.index, 'question': question, 'prediction': prediction, 'letter': extraction.letter,
@@ -84,7 +84,10 @@ def answer_missing(answerer, rows, language: str, log: PredictionLog, name: str,
 
 def evaluate(answerer, data_path: Union[str, Path], work_dir: Union[str, Path], language: str = 'auto',
              circular: bool = False, limit: Optional[int] = None, progress: bool = True) -> dict:
-    """Answer, score and write ``predictions.jsonl``, ``<tsv name>.xlsx`` and ``result.json``."""
+    """Answer, score and write ``predictions.jsonl``, ``<tsv name>.xlsx`` and ``result.json``.
+
+    ``answerer``: ``name``, ``settings()``, ``question(row, language)`` (the model family's text) and
+    ``answer(image, question)`` (greedy), as ``InternVL2Answerer`` and the LLaVA answerers have."""
     table = read_mmbench_tsv(data_path)
     language = language_of(table.path) if language == 'auto' else language
     rows = select_rows(table.rows, circular, limit)

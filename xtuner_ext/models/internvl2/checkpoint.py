@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from tqdm import tqdm
 
 from .configuration import InternVLChatConfig
 
@@ -232,8 +234,9 @@ def iter_checkpoint_tensors(path: Union[str, Path], dtype: Optional[torch.dtype]
 
 
 def save_checkpoint(tensors: Mapping[str, torch.Tensor], path: Union[str, Path],
-                    max_shard_size: Union[int, str] = '5GB') -> None:
-    """Write tensors the way transformers' ``save_pretrained`` does (same file names, index layout)."""
+                    max_shard_size: Union[int, str] = '5GB', progress: bool = False) -> None:
+    """Write tensors the way transformers' ``save_pretrained`` does (same file names, index layout);
+    ``progress``: a bar per written shard on stderr (a full-size model writes for minutes)."""
     from huggingface_hub import split_torch_state_dict_into_shards
 
     path = Path(path)
@@ -242,7 +245,9 @@ def save_checkpoint(tensors: Mapping[str, torch.Tensor], path: Union[str, Path],
                                                max_shard_size=max_shard_size)
     for stale in list(path.glob('model*.safetensors')) + [path / SAFE_WEIGHTS_INDEX_NAME]:
         stale.unlink(missing_ok=True)
-    for filename, keys in split.filename_to_tensors.items():
+    shards = tqdm(split.filename_to_tensors.items(), desc='writing shards', unit='shard', disable=not progress,
+                  file=sys.stderr)
+    for filename, keys in shards:
         save_file({k: tensors[k].detach().cpu().contiguous() for k in keys}, str(path / filename),
                   metadata={'format': 'pt'})
     if split.is_sharded:

@@ -262,8 +262,10 @@ class InternVLChatModel(nn.Module):
         native = {k: v for k, v in self.state_dict().items() if k not in tied}
         return ckpt.official_state_dict(native, self.config)
 
-    def save_pretrained(self, path: Union[str, Path], max_shard_size: Union[int, str] = '5GB', **unused) -> None:
-        """Write ``config.json``, ``generation_config.json`` and safetensors in the official layout."""
+    def save_pretrained(self, path: Union[str, Path], max_shard_size: Union[int, str] = '5GB', progress: bool = False,
+                        **unused) -> None:
+        """Write ``config.json``, ``generation_config.json`` and safetensors in the official layout
+        (``progress``: a bar per shard)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         config = self.config
@@ -273,4 +275,4 @@ class InternVLChatModel(nn.Module):
         default = {'_from_model_config': True, 'transformers_version': transformers.__version__}
         generation = self._generation_config_text or json.dumps(default, indent=2, sort_keys=True) + '\n'
         (path / GENERATION_CONFIG_NAME).write_text(generation, encoding='utf-8')
-        ckpt.save_checkpoint(self.official_state_dict(), path, max_shard_size=max_shard_size)
+        ckpt.save_checkpoint(self.official_state_dict(), path, max_shard_size=max_shard_size, progress=progress)

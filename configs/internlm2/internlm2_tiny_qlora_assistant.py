@@ -37,7 +37,7 @@ custom_hooks = [
     dict(type='RandomStateHook'),
     dict(_base_.before_after_chat_hook, evaluation_inputs=_base_.evaluation_inputs, train_data=data_path,
          train_items=1, tokenizer=tokenizer, prompt_template=_base_.prompt_template, system=_base_.SYSTEM,
-         max_new_tokens=32),  # the answer is 30 characters; before + after only
+         every_n_iters=None),  # before + after only; max_new_tokens=64 holds the 30-character answer
 ]
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=save_steps))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -36,6 +36,15 @@ def test_items_come_from_heldout_train_and_free_questions(sample_dir):
     assert all(hook.thumbnails[i['id']].startswith('data:image/jpeg;base64,') for i in hook.items)
 
 
+def test_repeated_record_ids_stay_apart(sample_dir, tmp_path):
+    """The LLaVA tutorial's data repeats ids (unique_data.json, then x200): each item keeps its answers."""
+    records = json.loads((sample_dir / 'heldout.json').read_text(encoding='utf-8'))[:3]
+    (tmp_path / 'ex_images').symlink_to(sample_dir / 'ex_images')
+    data = write_records(tmp_path / 'heldout.json', [dict(r, id='same') for r in records])
+    assert [i['id'] for i in BeforeAfterChatHook(heldout_data=str(data)).items] == \
+        ['heldout:same', 'heldout:same#1', 'heldout:same#2']
+
+
 @pytest.fixture
 def warnings_logged():
     """Messages of WARNING level sent to mmengine's current logger during the test."""

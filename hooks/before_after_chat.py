@@ -1,10 +1,13 @@
-# Config fragment: the before/after chat report (BeforeAfterChatHook) for any InternVL2QLoRA config.
+# Config fragment: the before/after chat report (BeforeAfterChatHook) for any config.
 #
 # Add it to a config and give it the data paths there (values from this file can be overridden):
 #     _base_ = ['<relative path to>/hooks/before_after_chat.py']
 #     custom_hooks = [dict(type='RandomStateHook'),
 #                     dict(_base_.before_after_chat_hook, heldout_data=data_root + '/heldout.json',
 #                          train_data=data_path)]
+# InternVL2QLoRA builds its prompts with its processor. Stock LLaVAModel and SupervisedFinetune need
+# what stock EvaluateChatHook needs: tokenizer=tokenizer, prompt_template=prompt_template,
+# system=SYSTEM, and for LLaVA image_processor=image_processor (see configs/llava/, configs/internlm2/).
 # The report (before_after.html / .md / .jsonl) is written to the work dir after each evaluation.
 before_after_chat_hook = dict(
     type='BeforeAfterChatHook',

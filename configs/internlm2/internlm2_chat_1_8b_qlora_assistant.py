@@ -11,6 +11,8 @@
 # Settings: XTuner's internlm2_chat_1_8b_qlora_alpaca_e3 with the tutorial's changes
 # (max_length 1024, 2 epochs, OpenAI `messages` data, a checkpoint every 300 iterations, keep 3).
 custom_imports = dict(imports=['xtuner_ext'], allow_failed_imports=False)
+_base_ = ['../_llm_runtime.py',  # hooks, environment, logging, visualizer (shared with configs/llava/)
+          '../../hooks/before_after_chat.py']  # the before/after chat report (BeforeAfterChatHook)
 
 #######################################################################
 #                          PART 1  Settings                           #
@@ -119,28 +121,13 @@ train_cfg = dict(type='CappedTrainLoop', max_epochs=max_epochs, iter_cap=None)
 #######################################################################
 #                           PART 5  Runtime                           #
 #######################################################################
-# The before/after comparison hook (greedy answers to evaluation_inputs with SYSTEM, before
-# training and at each checkpoint) is added to custom_hooks here.
-custom_hooks = [dict(type='RandomStateHook')]  # exact --resume (LoRA dropout)
-
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', log_metric_by_epoch=False, interval=10),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=save_steps, max_keep_ckpts=save_total_limit,
-                    backend_args=dict(backend='atomic_local')),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-)
-
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),
-)
-
-visualizer = None
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=seed, deterministic=False)
-log_processor = dict(by_epoch=False)
+# Hooks, environment, logging and visualizer come from ../_llm_runtime.py. The before/after report:
+# greedy answers to evaluation_inputs and to the first training record before training, at each
+# checkpoint and after, the prompt built from prompt_template + SYSTEM as stock EvaluateChatHook does.
+custom_hooks = [
+    dict(type='RandomStateHook'),  # exact --resume (LoRA dropout)
+    dict(_base_.before_after_chat_hook, evaluation_inputs=evaluation_inputs, train_data=data_path, train_items=1,
+         tokenizer=tokenizer, prompt_template=prompt_template, system=SYSTEM, every_n_iters=save_steps),
+]
+default_hooks = dict(checkpoint=dict(interval=save_steps, max_keep_ckpts=save_total_limit))
+randomness = dict(seed=seed)

@@ -14,7 +14,7 @@ max_epochs = 1
 lr = 1e-2  # a tiny random model needs a large step to learn the answer in a few dozen iterations
 save_steps = 20
 
-tokenizer = dict(pretrained_model_name_or_path=model_path)
+tokenizer = dict(_base_.tokenizer, pretrained_model_name_or_path=model_path)  # whole: the hook takes it too
 model = dict(
     llm=dict(pretrained_model_name_or_path=model_path),
     lora=dict(r=16, lora_alpha=32, lora_dropout=0.0),
@@ -33,5 +33,11 @@ optim_wrapper = dict(
 param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0)]
 
 train_cfg = dict(max_epochs=max_epochs)
+custom_hooks = [
+    dict(type='RandomStateHook'),
+    dict(_base_.before_after_chat_hook, evaluation_inputs=_base_.evaluation_inputs, train_data=data_path,
+         train_items=1, tokenizer=tokenizer, prompt_template=_base_.prompt_template, system=_base_.SYSTEM,
+         every_n_iters=None),  # before + after only; max_new_tokens=64 holds the 30-character answer
+]
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=save_steps))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

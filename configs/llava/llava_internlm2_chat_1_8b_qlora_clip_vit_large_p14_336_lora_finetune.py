@@ -20,8 +20,8 @@ pad_image_to_square = True
 batch_size = 16  # per device; x 8 GPUs = 128 per step
 lr = 2e-4
 
-evaluation_inputs = ['请描述一下这张照片', 'Please describe this picture']
-evaluation_images = data_root + '/view.jpg'
+# The before/after report asks the pretrain stage's questions (evaluation_inputs) about its image
+# (data_root + '/view.jpg'); the small-GPU variant (..._tutorial.py) shows how to change them.
 
 #######################################################################
 #                  What differs from the pretrain stage               #

@@ -13,6 +13,8 @@ image_folder = data_root  # records name test_img/oph.jpg relative to it
 batch_size = 1  # tutorial value (stock: 16)
 dataloader_num_workers = 0
 
+# The tutorial's questions about its image, for the before/after report (with the first training
+# records: memorised answers).
 evaluation_inputs = ['Please describe this picture', 'What is the equipment in the image?']
 evaluation_images = data_root + '/test_img/oph.jpg'  # stock's https URL fails offline
 
@@ -20,3 +22,11 @@ model = dict(pretrained_pth=pretrained_pth)
 llava_dataset = dict(data_path=data_path, image_folder=image_folder)
 train_dataloader = dict(batch_size=batch_size, num_workers=dataloader_num_workers, pin_memory=False,
                         dataset=llava_dataset)
+
+custom_hooks = [
+    dict(type='RandomStateHook'),
+    dict(_base_.before_after_chat_hook, evaluation_inputs=evaluation_inputs, evaluation_images=evaluation_images,
+         train_data=data_path, image_folder=image_folder, tokenizer=_base_.tokenizer,
+         image_processor=_base_.image_processor, prompt_template=_base_.prompt_template, system=_base_.SYSTEM,
+         every_n_iters=_base_.save_steps),  # at each checkpoint, as stock
+]

@@ -1,6 +1,7 @@
 """The personal-assistant tutorial, start to finish on a tiny InternLM2 (CPU, minutes): stock
 `xtuner train` with native InternLM2 (no remote code), stock `xtuner convert pth_to_hf`, our merge
 to the official layout, a strict reload, and a greedy chat that knows the owner's name."""
+import json
 import os
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from e2e_helpers import run
+from e2e_helpers import before_after_report, run
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +40,18 @@ def flow(tmp_path_factory):
 def test_stock_pth_to_hf_writes_an_adapter(flow):
     _, root = flow
     assert (root / 'adapter' / 'adapter_config.json').is_file()
+
+
+def test_before_after_report_shows_the_owner_learned(flow):
+    """The config's BeforeAfterChatHook on stock SupervisedFinetune: the tutorial's questions and the
+    training record, answered before and after; after, the training answer is reproduced."""
+    from xtuner_ext.data.assistant import assistant_answer
+
+    _, root = flow
+    metrics = before_after_report(root / 'work', {'input': 3, 'train': 1}, 64)
+    assert metrics['after']['metrics']['train']['copy_rate'] == 1.0 > metrics['before']['metrics']['train']['copy_rate']
+    rows = [json.loads(line) for line in (root / 'work' / 'before_after.jsonl').read_text(encoding='utf-8').splitlines()]
+    assert [r['answer'] for r in rows if r['stage'] == 'after' and r['split'] == 'train'] == [assistant_answer(NAME)]
 
 
 def test_merged_model_reloads_strictly_and_knows_its_owner(flow):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import run
+from e2e_helpers import before_after_report, run
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +44,18 @@ def flow(tmp_path_factory):
 def test_stock_pth_to_hf_writes_the_xtuner_llava_layout(flow):
     root = flow[0]
     assert {p.name for p in (root / 'xtuner_hf').iterdir()} >= {'llm_adapter', 'visual_encoder_adapter', 'projector'}
+
+
+@pytest.mark.parametrize('stage', ['pretrain', 'finetune'])
+def test_before_after_report_of_each_stage(flow, stage):
+    """The configs' BeforeAfterChatHook on stock LLaVAModel: the sample's two questions about its image
+    and the first two training records, answered before and after; the fine-tune learned the records."""
+    root = flow[0]
+    metrics = before_after_report(root / stage, {'input:0', 'input:1', 'train:4672496731', 'train:123456789'}, 10)
+    train = metrics['after']['metrics']['train']
+    assert train['choice_accuracy'] is not None and train['copy_rate'] is not None
+    if stage == 'finetune':
+        assert train['rouge_l'] > metrics['before']['metrics']['train']['rouge_l']
 
 
 def test_transformers_llava_answers_as_the_trained_model(flow, monkeypatch):

@@ -36,6 +36,15 @@ def test_items_come_from_heldout_train_and_free_questions(sample_dir):
     assert all(hook.thumbnails[i['id']].startswith('data:image/jpeg;base64,') for i in hook.items)
 
 
+def test_repeated_record_ids_stay_apart(sample_dir, tmp_path):
+    """The LLaVA tutorial's data repeats ids (unique_data.json, then x200): each item keeps its answers."""
+    records = json.loads((sample_dir / 'heldout.json').read_text(encoding='utf-8'))[:3]
+    (tmp_path / 'ex_images').symlink_to(sample_dir / 'ex_images')
+    data = write_records(tmp_path / 'heldout.json', [dict(r, id='same') for r in records])
+    assert [i['id'] for i in BeforeAfterChatHook(heldout_data=str(data)).items] == \
+        ['heldout:same', 'heldout:same#1', 'heldout:same#2']
+
+
 @pytest.fixture
 def warnings_logged():
     """Messages of WARNING level sent to mmengine's current logger during the test."""
@@ -103,6 +112,33 @@ def test_image_that_disappears_during_training_skips_that_item(make_qlora, sampl
     image.unlink()
     answers, _ = hook._answer_all(backend_for(make_qlora(), hook.generation_config))
     assert list(answers) == [f'heldout:{records[1]["id"]}']
+
+
+def test_system_replaces_the_processors_system_message_while_evaluating(make_qlora, sample_dir):
+    model = make_qlora()
+    hook = BeforeAfterChatHook(heldout_data=str(sample_dir / 'heldout.json'), max_items=2, choice_candidates=1)
+    item = hook.items[0]
+    own = model.processor.system_message
+    plain = backend_for(model, hook.generation_config).score(item['image'], item['question'], item['choices'])
+    told = backend_for(model, hook.generation_config, system='你是一个只讲冷笑话的助手')
+    assert told.score(item['image'], item['question'], item['choices']) != plain  # the prompt changed
+    assert model.processor.system_message == own  # and is the model's own again
+
+
+def test_a_foreign_prompt_template_is_one_warning_before_the_run(make_qlora, sample_dir, warnings_logged):
+    from types import SimpleNamespace
+
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    runner = SimpleNamespace(model=make_qlora())
+    for template in (None, 'xtuner.utils.PROMPT_TEMPLATE.vicuna'):
+        BeforeAfterChatHook(heldout_data=str(sample_dir / 'heldout.json'), prompt_template=template).before_run(runner)
+    assert len(warnings_logged) == 1
+    assert 'model folder' in warnings_logged[0] and 'prompt_template is ignored' in warnings_logged[0]
+    own = runner.model.processor.template
+    same = dict(PROMPT_TEMPLATE.vicuna, INSTRUCTION=own.roles[0] + '{input}' + own.sep + own.roles[1])
+    BeforeAfterChatHook(heldout_data=str(sample_dir / 'heldout.json'), prompt_template=same).before_run(runner)
+    assert len(warnings_logged) == 1
 
 
 # ---- real `xtuner train` runs ----

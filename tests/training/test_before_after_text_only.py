@@ -49,6 +49,10 @@ def test_text_only_model_is_answered_and_scored_greedily(text_model, text_data):
                                prompt_template=TEMPLATE, max_new_tokens=6, choice_candidates=2)
     backend = backend_for(model, hook.generation_config, hook.stop_words, **hook.prompt_args)
     assert isinstance(backend, CausalLMChatBackend)
+    prompt = tokenizer.decode(backend.prompt.ids('你好'))  # stock EvaluateChatHook's: system + instruction
+    assert prompt.endswith('<|im_start|>system\n你是一个幽默的助手<|im_end|>\n<|im_start|>user\n你好<|im_end|>\n'
+                           '<|im_start|>assistant\n')
+    assert tokenizer.convert_tokens_to_ids('<|im_end|>') in backend.prompt.stop_ids  # the template's STOP_WORDS
     model.train()
     first = hook._answer_all(backend)
     torch.manual_seed(123)

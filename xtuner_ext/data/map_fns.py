@@ -72,10 +72,13 @@ def parse_star(value) -> int | None:
 def conversation_map_fn(example: dict, id_prefix: str = "conv-") -> dict:
     """Generic InternVL/LLaVA record -> canonical record.
 
-    Keeps every key, deep-copies ``conversations``, turns a one-element ``image`` list into a
+    Keeps every key, deep-copies ``conversations`` (made from OpenAI ``messages`` when that is what the
+    record holds, as the assistant data), turns a one-element ``image`` list into a
     string, drops an empty ``image``, and adds a content-derived ``id`` when there is none.
     """
     record = copy.deepcopy(dict(example))
+    if "conversations" not in record and "messages" in record:
+        record["conversations"] = messages_to_conversations(record.pop("messages"))
     image = normalize_image_field(record.get("image"))
     if image is None:
         record.pop("image", None)
@@ -86,6 +89,22 @@ def conversation_map_fn(example: dict, id_prefix: str = "conv-") -> dict:
     elif not isinstance(record["id"], str):
         record["id"] = str(record["id"])  # LLaVADataset needs str ids
     return record
+
+
+OPENAI_ROLES = {"user": "human", "assistant": "gpt"}
+
+
+def messages_to_conversations(messages: list) -> list:
+    """OpenAI ``messages`` (what XTuner's ``openai_map_fn`` reads) -> human/gpt turns; a system
+    message is not a turn and is left out."""
+    turns = []
+    for message in messages:
+        if message["role"] == "system":
+            continue
+        if message["role"] not in OPENAI_ROLES:
+            raise ValueError(f"message role {message['role']!r} is not one of system, user, assistant")
+        turns.append({"from": OPENAI_ROLES[message["role"]], "value": message["content"]})
+    return turns
 
 
 def clot_map_fn(example: dict) -> dict:

@@ -20,7 +20,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from PIL import Image
 
-from xtuner_ext.evaluation.chat_backends import backend_for, build_tokenizer
+from xtuner_ext.evaluation.chat_backends import backend_for, build_from_config, template_conflict
 from xtuner_ext.evaluation.items import (attach_choices, drop_unreadable_images, image_problem, input_items,
                                          record_items, training_answers)
 from xtuner_ext.evaluation.metrics import stage_metrics
@@ -34,9 +34,11 @@ class BeforeAfterChatHook(Hook):
         evaluation_inputs / evaluation_images: free questions (no reference), one image for all or one each.
         every_n_iters: also evaluate every N iterations (None: only before and after).
         max_new_tokens: answer length cap (bounds evaluation time with ``max_items``).
-        system / prompt_template / stop_words / tokenizer / image_processor: for models that need
-            them to build prompts; InternVL2QLoRA builds its own with its processor (set
-            ``processor=dict(system_message=...)`` on the model instead of ``system``).
+        system / prompt_template / stop_words / tokenizer / image_processor: the prompt and its
+            encoding, as stock builds them, for stock LLaVAModel and SupervisedFinetune. InternVL2QLoRA
+            builds prompts with its processor: ``system`` replaces the processor's system message, and a
+            ``prompt_template`` that is not the model folder's gets a warning at the start of the run
+            (the folder's template is what the model was trained with, so it is kept).
         generation_kwargs: extra ``generate`` arguments; decoding stays greedy (``do_sample=False``).
         heldout_data: a held-out data file or folder (any layout ``load_any`` reads, e.g. the
             split's ``heldout.json``); its first ``max_items`` records are scored.
@@ -57,8 +59,8 @@ class BeforeAfterChatHook(Hook):
         self.every_n_iters = every_n_iters
         self.generation_config = greedy_generation_config(max_new_tokens, generation_kwargs)
         self.stop_words = [w for w in [*(stop_words or ()), stop_word] if w]
-        self.prompt_args = dict(system=system, prompt_template=prompt_template, image_processor=image_processor,
-                                tokenizer=build_tokenizer(tokenizer) if tokenizer is not None else None)
+        self.prompt_args = dict(system=system, prompt_template=prompt_template,
+                                tokenizer=build_from_config(tokenizer), image_processor=build_from_config(image_processor))
         self.items = self._collect_items(evaluation_inputs, evaluation_images, heldout_data, max_items, train_data,
                                          train_items, image_folder, choice_candidates)
         self.training_answers = training_answers(train_data, image_folder)
@@ -81,6 +83,17 @@ class BeforeAfterChatHook(Hook):
         return attach_choices(items, choice_candidates)
 
     # ---- schedule ----
+    def before_run(self, runner) -> None:
+        """One warning, before anything runs, when ``prompt_template`` cannot take effect."""
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        processor = getattr(model, 'processor', None)
+        conflict = template_conflict(processor, self.prompt_args['prompt_template']) if processor else None
+        if conflict:
+            print_log(f'BeforeAfterChatHook: {conflict}; {type(model).__name__} builds every prompt with its '
+                      'processor, from the model folder\'s template, as in training, so that template is used '
+                      'and prompt_template is ignored (leave it out, or set system= to change the system message)',
+                      'current', logging.WARNING)
+
     def before_train(self, runner) -> None:
         if not self.state['stages']:  # a resume brings its stages back in after_load_checkpoint
             self._evaluate(runner, 'before' if runner.iter == 0 else f'iter_{runner.iter}', runner.iter)

@@ -48,14 +48,17 @@ def input_items(evaluation_inputs, evaluation_images=None) -> List[dict]:
 def record_items(data: str, split: str, limit: int, image_folder: Optional[str] = None) -> List[dict]:
     """The first ``limit`` records of ``data`` (any layout :func:`load_any` reads) as items."""
     loaded = load_any(str(data), image_folder)
-    items = []
+    items, seen = [], set()
     for index, record in enumerate(loaded.records[:limit]):
+        key = f'{split}:{record.get("id", index)}'
+        key = key if key not in seen else f'{key}#{index}'  # the LLaVA tutorial's data repeats its ids
+        seen.add(key)
         turns = record['conversations']
         image = None
         if record.get('image'):
             resolved, _ = resolve_image_path(record['image'], loaded.image_folder)
             image = resolved or record['image']  # an unusable path is reported by the image check
-        items.append(dict(id=f'{split}:{record.get("id", index)}', split=split, image=image,
+        items.append(dict(id=key, split=split, image=image,
                           question=turns[0]['value'], reference=turns[1]['value'] if len(turns) > 1 else None,
                           source=f'{loaded.source}:{record.get("source_index", index)}'))
     return items

@@ -69,7 +69,8 @@ def copy_rate(answers: Sequence[str], training_answers: Sequence[str],
     memorisation, not humour. None without training answers to compare with."""
     if not answers or not training_answers:
         return None
-    copied = sum(any(char_rouge_l(a, t) >= threshold for t in training_answers) for a in answers)
+    unique = list(dict.fromkeys(training_answers))  # tutorial data repeats one answer 10,000 times
+    copied = sum(any(char_rouge_l(a, t) >= threshold for t in unique) for a in answers)
     return copied / len(answers)
 
 

@@ -18,6 +18,11 @@ that runs a small patch right after a listed module finishes executing:
   file that is truncated or corrupt;
 - ``mmengine.fileio``: register the ``atomic_local`` file backend, so
   checkpoints are written to a temporary name and renamed into place;
+- ``mmengine.hooks.checkpoint_hook``: the ``last_checkpoint`` pointer is written the same way
+  (stock writes it with a plain ``open``);
+- ``mmengine.dist.utils`` and ``mmengine._strategy.deepspeed``: ``torchrun`` ranks join a gloo group on a
+  machine without CUDA, and ``--deepspeed`` in one plain process gets a one-process group instead of
+  an MPI search (``distributed.py``);
 - ``mmengine.config`` (only inside XTuner's ``pth_to_hf.py``): an InternVL2QLoRA config is
   converted by ``xtuner_ext.convert`` instead of crashing on ``cfg.model.llm``.
 - ``xtuner.model.sft`` and ``xtuner.model.llava``: let ``llm=`` builders of
@@ -130,6 +135,52 @@ def register_atomic_backend(fileio) -> None:
             self.put(obj.encode(encoding), filepath)
 
     fileio.register_backend('atomic_local', AtomicLocalBackend)
+
+
+def _open_writing_atomically(file, mode='r', *args, **kwargs):
+    from xtuner_ext.fileio import open_writes_atomically  # imported when first needed
+    return open_writes_atomically(file, mode, *args, **kwargs)
+
+
+_open_writing_atomically._xtuner_ext_wrapped = True
+
+
+def write_checkpoint_pointer_atomically(checkpoint_hook_module) -> None:
+    """``CheckpointHook`` writes ``work_dir/last_checkpoint`` with the module's ``open`` (its only ``open``):
+    give that module an ``open`` whose text writes are temp-then-rename, so a kill never leaves an empty or
+    half-written pointer."""
+    checkpoint_hook_module.open = _open_writing_atomically
+
+
+def join_process_group_without_cuda(dist_utils) -> None:
+    """mmengine's pytorch launcher calls ``torch.cuda.set_device`` even for a gloo group on a CPU machine."""
+    stock = dist_utils._init_dist_pytorch
+    if getattr(stock, '_xtuner_ext_wrapped', False):
+        return
+
+    def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
+        from xtuner_ext.distributed import init_dist_pytorch_on_cpu  # imported when first needed
+        return init_dist_pytorch_on_cpu(stock)(backend, init_backend=init_backend, **kwargs)
+
+    _init_dist_pytorch._xtuner_ext_wrapped = True
+    dist_utils._init_dist_pytorch = _init_dist_pytorch
+
+
+def deepspeed_single_process_group(deepspeed_strategy) -> None:
+    """``xtuner train --deepspeed`` without torchrun: DeepSpeed would look for MPI; describe one process."""
+    strategy = deepspeed_strategy.DeepSpeedStrategy
+    wrap = strategy._wrap_model
+    if getattr(wrap, '_xtuner_ext_wrapped', False):
+        return
+
+    @functools.wraps(wrap)
+    def _wrap_model(self, model):
+        from xtuner_ext.distributed import single_process_rendezvous  # imported when first needed
+        single_process_rendezvous()
+        return wrap(self, model)
+
+    _wrap_model._xtuner_ext_wrapped = True
+    strategy._wrap_model = _wrap_model
 
 
 def copy_config_bases_at_exit() -> None:
@@ -364,6 +415,9 @@ POST_IMPORT_PATCHES = {
     'mmengine.runner.checkpoint': allow_mmengine_checkpoint_classes,
     'xtuner.tools.utils': allow_seed_lookup_in_checkpoints,
     'mmengine.fileio': register_atomic_backend,
+    'mmengine.hooks.checkpoint_hook': write_checkpoint_pointer_atomically,
+    'mmengine.dist.utils': join_process_group_without_cuda,
+    'mmengine._strategy.deepspeed': deepspeed_single_process_group,
     'mmengine.config': redirect_internvl2_pth_to_hf,
     'xtuner.model.sft': skip_remote_config_for_native_llms,
     'xtuner.model.llava': skip_remote_config_for_native_llms,

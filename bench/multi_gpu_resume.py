@@ -4,7 +4,7 @@
     OMP_NUM_THREADS=1 python bench/multi_gpu_resume.py --ranks 2 --preset tiny env_cfg.dist_cfg.backend=gloo
 
 Three `NPROC_PER_NODE=N xtuner train` runs of ITERS iterations with a checkpoint every ITERS/2: one
-uninterrupted; one killed (SIGKILL to torchrun and every rank) once the middle checkpoint exists; the
+uninterrupted; one killed (SIGKILL to xtuner, torchrun and every rank) once the middle checkpoint exists; the
 killed one resumed with `resume=True` (mmengine follows work_dir/last_checkpoint). Reports the largest
 difference between the final trainable tensors of the resumed and the uninterrupted runs (0.0 = exact).
 Random weights of the preset's architecture (bench/train_step.py builds them); the tests run the same
@@ -51,13 +51,23 @@ def run_and_kill(args, paths: dict, work_dir: Path) -> None:
     middle = work_dir / f'iter_{args.iters // 2}.pth'
     with open(f'{work_dir}.log', 'a') as log:
         process = subprocess.Popen(command(args, work_dir), env=run_env(args, paths), stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT)
         while not (work_dir / 'last_checkpoint').exists() or not middle.exists():
             if process.poll() is not None:
                 raise SystemExit(f'the run ended before its middle checkpoint: see {work_dir}.log')
             time.sleep(0.1)
-        os.killpg(process.pid, signal.SIGKILL)
+        kill_with_descendants(process.pid)  # torchrun starts its ranks in sessions of their own
         process.wait()
+
+
+def kill_with_descendants(pid: int) -> None:
+    import psutil
+    parent = psutil.Process(pid)
+    for process in [parent, *parent.children(recursive=True)]:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
 
 
 def largest_difference(first: Path, second: Path) -> float:

@@ -69,3 +69,43 @@ def test_stock_checkpoint_hook_writes_the_pointer_through_the_patched_open():
     from mmengine.hooks import checkpoint_hook
     source = Path(checkpoint_hook.__file__).read_text(encoding='utf-8')
     assert source.count('open(') == 1 and "with open(save_file, 'w') as f:" in source
+
+
+SAMPLER_SCRIPT = '''
+import sys
+import xtuner_ext
+from mmengine.dist import all_gather_object, get_rank, init_dist
+from xtuner.dataset.samplers import LengthGroupedSampler
+
+class Records:  # what the sampler reads of the training dataset: its size and each record's length
+    modality_length = [(-1) ** i * (50 + 7 * i % 23) for i in range(int(sys.argv[1]))]  # text-only < 0
+    def __len__(self):
+        return len(self.modality_length)
+
+init_dist('pytorch', backend='gloo')
+sampler = LengthGroupedSampler(Records(), per_device_batch_size=2, length_property='modality_length')
+epochs = []
+for epoch in range(2):
+    sampler.set_epoch(epoch)
+    epochs.append(all_gather_object(list(sampler)))
+if get_rank() == 0:
+    print('shares', epochs)
+'''
+
+
+def test_each_rank_sees_its_share_of_the_data_once_per_epoch(tmp_path):
+    """The shipped configs' sampler (XTuner's LengthGroupedSampler) under 2 real gloo ranks."""
+    import ast
+    from xtuner_ext.distributed import free_port
+    script = tmp_path / 'shares.py'
+    script.write_text(SAMPLER_SCRIPT, encoding='utf-8')
+    records = 40
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+                             f'--master_port={free_port()}', str(script), str(records)],
+                            env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = ast.literal_eval(next(line for line in result.stdout.splitlines() if line.startswith('shares'))[7:])
+    for rank_0, rank_1 in epochs:
+        assert len(rank_0) == len(rank_1) == records // 2
+        assert sorted(rank_0 + rank_1) == list(range(records))  # every record once, on one rank
+    assert epochs[0] != epochs[1]  # set_epoch reshuffles

@@ -92,6 +92,18 @@ def assert_same_weights(work_dir: Path, reference: Path) -> None:
     assert not mismatched, mismatched[:5]
 
 
+def kill_with_descendants(pid: int) -> None:
+    """SIGKILL to xtuner, torchrun and every rank at once (torchrun starts its ranks in sessions of their own,
+    so a process-group kill would leave them running)."""
+    import psutil
+    parent = psutil.Process(pid)
+    for process in [parent, *parent.children(recursive=True)]:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+
+
 DIFFERENT_RANK_SEEDS = 'randomness.diff_rank_seed=True'  # rank r seeds with seed + r: its own dropout masks
 
 
@@ -139,12 +151,12 @@ def test_two_rank_kill_then_resume_matches_the_uninterrupted_run(setup, uninterr
     work_dir = tmp_path / 'killed'
     with open(tmp_path / 'killed.log', 'w') as log:
         process = subprocess.Popen(command(config, work_dir, 2, DIFFERENT_RANK_SEEDS), env=launch_env(env, 2),
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                   stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 600
         while not (work_dir / 'iter_2.pth').exists() and process.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert process.poll() is None, (tmp_path / 'killed.log').read_text()[-3000:]
-        os.killpg(process.pid, signal.SIGKILL)  # torchrun and both ranks
+        kill_with_descendants(process.pid)
         process.wait()
     assert not (work_dir / f'iter_{ITERS}.pth').exists(), 'the run finished before it was killed'
     resumed = train(setup, work_dir, 2, DIFFERENT_RANK_SEEDS, 'resume=True')  # from work_dir/last_checkpoint

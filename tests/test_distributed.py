@@ -18,12 +18,22 @@ def test_one_plain_process_gets_a_one_rank_group(monkeypatch):
     assert int(os.environ['MASTER_PORT']) > 0
 
 
+def test_xtuners_own_local_rank_is_kept(monkeypatch):
+    for name in RENDEZVOUS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('LOCAL_RANK', '0')  # xtuner's train tool sets it in every process
+    monkeypatch.setenv('MASTER_PORT', '29511')
+    single_process_rendezvous()
+    assert (os.environ['RANK'], os.environ['WORLD_SIZE'], os.environ['MASTER_PORT']) == ('0', '1', '29511')
+
+
 def test_a_launchers_group_is_left_alone(monkeypatch):
     for name in RENDEZVOUS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv('RANK', '3')
+    monkeypatch.setenv('WORLD_SIZE', '4')
     single_process_rendezvous()
-    assert os.environ['RANK'] == '3' and 'WORLD_SIZE' not in os.environ
+    assert os.environ['RANK'] == '3' and 'MASTER_ADDR' not in os.environ
 
 
 @pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='the CPU path only')

@@ -39,7 +39,11 @@ def free_port() -> int:
 
 
 def single_process_rendezvous() -> None:
-    """Describe a one-process group in the environment, unless a launcher already described one."""
-    if torch.distributed.is_initialized() or any(name in os.environ for name in RENDEZVOUS_VARIABLES):
+    """Describe a one-process group in the environment, unless a launcher already described one (``RANK`` and
+    ``WORLD_SIZE``); XTuner's train tool sets ``LOCAL_RANK=0`` itself, so that one alone does not count."""
+    if torch.distributed.is_initialized() or ('RANK' in os.environ and 'WORLD_SIZE' in os.environ):
         return
-    os.environ.update(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
+    defaults = dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1')
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault('MASTER_PORT', str(free_port()))

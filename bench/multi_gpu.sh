@@ -3,13 +3,15 @@
 # real architecture, bench/train_step.py) on 1 vs N GPUs under DeepSpeed ZeRO-2, then a kill-and-resume check
 # with N ranks (final trainable weights of the resumed run == those of an uninterrupted run).
 #
-#   bash bench/multi_gpu.sh prepare        # here (network): add DeepSpeed and its deps to .carry/whl
-#   bash bench/multi_gpu.sh run [N] [OUT]  # on the GPU machine (nvidia-h200-x2 or larger), N=2 by default
-#   bash bench/multi_gpu.sh smoke          # here, on the CPU: the same steps with the tiny preset, 2 gloo ranks
+#   bash bench/multi_gpu.sh prepare           # here (network): add DeepSpeed and its deps to .carry/whl
+#   bash bench/multi_gpu.sh run [N] [OUT]     # on the GPU machine (nvidia-h200-x2 or larger), N=2 by default
+#   bash bench/multi_gpu.sh resume [N] [OUT]  # there too: kill-and-resume, DDP and ZeRO-2
+#   bash bench/multi_gpu.sh smoke             # here, on the CPU: the same steps, tiny preset, 2 gloo ranks, DDP
 #
-# `run` expects the project carry (bash ../shared/device/prepare_carry.sh, then `prepare`) and writes
-# OUT/multi_gpu.json (default $OUT, else work_dirs/multi_gpu). Samples/s are for all ranks together
-# (per-rank batch x ranks / median step); memory is rank 0's peak allocated MiB (mmengine logs rank 0).
+# `run`/`resume` expect the project carry (bash ../shared/device/prepare_carry.sh, then `prepare`) and write
+# OUT/{one_rank,ranks_N}/summary.json and OUT/{ddp,zero2}/resume.json (OUT: $OUT, else work_dirs/multi_gpu).
+# Samples/s are for all ranks together (per-rank batch x ranks / median step); memory is rank 0's peak
+# allocated MiB (mmengine logs rank 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-}"
@@ -48,40 +50,39 @@ EOF
 }
 
 # kill-and-resume with N ranks against an uninterrupted run: tests/e2e/test_multi_rank.py's check, as a script
-resume_check() {
-  local ranks=$1 preset=$2 out=$3
-  shift 3
-  python3 bench/multi_gpu_resume.py --ranks "$ranks" --preset "$preset" --root "$out/resume" "$@" \
-      > "$out/resume.json"
+resume_check() {  # RANKS PRESET DEEPSPEED OUT CFG_OPTIONS...
+  local ranks=$1 preset=$2 ds=$3 out=$4
+  shift 4
+  mkdir -p "$out"
+  python3 bench/multi_gpu_resume.py --ranks "$ranks" --preset "$preset" --deepspeed "$ds" --root "$out/resume" \
+      "$@" > "$out/resume.json"
   cat "$out/resume.json"
 }
 
-run_all() {
+measure_all() {  # PRESET DEEPSPEED OUT EXTRA...: 1 rank, then RANKS ranks
   local preset=$1 ds=$2 out=$3
   shift 3
   mkdir -p "$out"
   measure 1 "$preset" "$ds" "$out/one_rank" "$@"
   measure "$RANKS" "$preset" "$ds" "$out/ranks_$RANKS" "$@"
-  resume_check "$RANKS" "$preset" "$out" "$@"
-  python3 - "$out" "$RANKS" <<'EOF'
-import json, sys
-out, ranks = sys.argv[1], sys.argv[2]
-result = {name: json.load(open(f'{out}/{name}/summary.json')) for name in ('one_rank', f'ranks_{ranks}')}
-result['resume'] = json.load(open(f'{out}/resume.json'))
-json.dump(result, open(f'{out}/multi_gpu.json', 'w'), indent=2)
-print(json.dumps(result, indent=2))
-EOF
 }
 
 case "$MODE" in
   prepare) prepare ;;
-  run)
+  run)  # ~2 x 2 minutes: throughput and memory, 1 vs N GPUs, ZeRO-2 (24 iterations, 3 of them warm-up)
     install_carry
     nvidia-smi --query-gpu=name,memory.total --format=csv
-    run_all internvl2-2b deepspeed_zero2 "${3:-${OUT:-work_dirs/multi_gpu}}" --epochs 1 train_cfg.iter_cap=40 ;;
-  smoke)
+    measure_all internvl2-2b deepspeed_zero2 "${3:-${OUT:-work_dirs/multi_gpu}}" --epochs 6 train_cfg.iter_cap=24 ;;
+  resume)  # ~2 x 3 runs: plain DDP (exact, dropout on) and ZeRO-2 (random states not restored: dropout off)
+    install_carry
+    out="${3:-${OUT:-work_dirs/multi_gpu}}"
+    mkdir -p "$out"
+    resume_check "$RANKS" internvl2-2b "" "$out/ddp"
+    resume_check "$RANKS" internvl2-2b deepspeed_zero2 "$out/zero2" model.llm_lora.lora_dropout=0.0 ;;
+  smoke)  # plain DDP: ZeRO-2's all_gather_into_tensor fails under gloo (tests/e2e/test_deepspeed_cpu.py)
     export OMP_NUM_THREADS=1
-    RANKS=2 run_all tiny deepspeed_zero2 "${3:-work_dirs/multi_gpu_smoke}" --epochs 1 train_cfg.iter_cap=6 \
-        env_cfg.dist_cfg.backend=gloo ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+    out="${3:-work_dirs/multi_gpu_smoke}"
+    RANKS=2 measure_all tiny "" "$out" --epochs 1 train_cfg.iter_cap=6
+    resume_check 2 tiny "" "$out" ;;
+  *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

@@ -23,16 +23,9 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint cannot be the trained state of the model the config describes."""
 
 
-def deepspeed_checkpoint_globals() -> list:
-    """What a DeepSpeed folder's model-states file pickles beyond an mmengine checkpoint: the run's DeepSpeed
-    config, which mmengine hands to DeepSpeed as a ``ConfigDict`` (a plain dict subclass)."""
-    from mmengine.config import ConfigDict
-    return [ConfigDict]
-
-
-def _load(file: Path, extra_globals: tuple = ()):
+def _load(file: Path):
     try:
-        with torch.serialization.safe_globals([*mmengine_checkpoint_globals(), *extra_globals]):  # no arbitrary pickles
+        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):  # no arbitrary pickles
             return torch.load(file, map_location='cpu', weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile) as err:
         raise CheckpointMismatchError(f'{file} cannot be read ({type(err).__name__}: {str(err)[:200]}): the file is '
@@ -58,7 +51,7 @@ def read_trained_state(path) -> Dict[str, torch.Tensor]:
     if not path.exists():
         raise FileNotFoundError(f'checkpoint {path} does not exist')
     file = _deepspeed_states_file(path) if path.is_dir() else path
-    checkpoint = _load(file, deepspeed_checkpoint_globals() if path.is_dir() else ())
+    checkpoint = _load(file)
     if not isinstance(checkpoint, dict):
         raise CheckpointMismatchError(f'{file} holds a {type(checkpoint).__name__}, not a state dict')
     for key in ('state_dict', 'module'):  # mmengine, DeepSpeed

@@ -32,8 +32,8 @@ that runs a small patch right after a listed module finishes executing:
 - ``mmengine.runner.runner`` and ``mmengine.runner._flexible_runner``: every run
   gets ``RunStartHook`` (``engine/run_start_hook.py``): temp files of killed
   checkpoint writes are removed, a resume with nothing left to train fails;
-- ``bitsandbytes.functional`` and ``mmengine.logging.logger``: drop a few known-harmless
-  notices (``NOISE``), each matched by its source and the start of its message.
+- ``bitsandbytes.functional``, ``mmengine.logging.logger`` and ``deepspeed.utils.logging``: drop a few
+  known-harmless notices (``NOISE``), each matched by its source and the start of its message.
 
 Stdlib only at module level; every patch is idempotent. Helpers the patches call at run time
 (``write_atomically``, the checkpoint allow-list) live in plain modules (``fileio``,
@@ -364,6 +364,8 @@ NOISE = dict(
         'bitsandbytes.backends.cpu.ops': ('Failed to load CPU gemm_4bit_forward from kernels-community',)},
     # mmengine's CheckpointHook builds a FileClient for backward compatibility on every run
     mmengine_log=('"FileClient" will be deprecated in future', '"HardDiskBackend" is the alias of "LocalBackend"'),
+    # on a machine without CUDA, printed to stdout by every process that imports deepspeed (mmengine and xtuner do)
+    deepspeed_log=('Setting accelerator to CPU. If you have GPU or other accelerator, we were unable to detect it.',),
 )
 
 
@@ -389,6 +391,11 @@ def quiet_bitsandbytes(_functional) -> None:
         warnings.filterwarnings('ignore', message=message, category=category, module=module)
     for name, starts in NOISE['bitsandbytes_log'].items():
         logging.getLogger(name).addFilter(DropMessages(starts))
+
+
+def quiet_deepspeed_cpu_notice(deepspeed_logging) -> None:
+    """Runs when ``deepspeed.utils.logging`` has made DeepSpeed's logger, before the accelerator lookup logs."""
+    deepspeed_logging.logger.addFilter(DropMessages(NOISE['deepspeed_log']))
 
 
 def quiet_mmengine_deprecations(logger_module) -> None:
@@ -424,6 +431,7 @@ POST_IMPORT_PATCHES = {
     'xtuner.entry_point': return_tool_exit_code,
     'bitsandbytes.functional': quiet_bitsandbytes,
     'mmengine.logging.logger': quiet_mmengine_deprecations,
+    'deepspeed.utils.logging': quiet_deepspeed_cpu_notice,
     'mmengine.runner.runner': add_run_start_hook,
     'mmengine.runner._flexible_runner': add_run_start_hook,
 }

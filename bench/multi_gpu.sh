@@ -69,10 +69,12 @@ measure_all() {  # PRESET DEEPSPEED OUT EXTRA...: 1 rank, then RANKS ranks
 
 case "$MODE" in
   prepare) prepare ;;
-  run)  # ~2 x 2 minutes: throughput and memory, 1 vs N GPUs, ZeRO-2 (24 iterations, 3 of them warm-up)
+  run)  # ~2 x 3 minutes: throughput and memory, 1 vs N GPUs, ZeRO-2; 640 CLoT-like records, batch 16 per GPU:
+        # 40 iterations an epoch on 1 GPU, 20 on 2; both capped at 20 (3 of them warm-up)
     install_carry
     nvidia-smi --query-gpu=name,memory.total --format=csv
-    measure_all internvl2-2b deepspeed_zero2 "${3:-${OUT:-work_dirs/multi_gpu}}" --epochs 6 train_cfg.iter_cap=24 ;;
+    measure_all internvl2-2b deepspeed_zero2 "${3:-${OUT:-work_dirs/multi_gpu}}" --clot-like-records 640 \
+        --epochs 1 train_cfg.iter_cap=20 ;;
   resume)  # ~2 x 3 runs: plain DDP (exact, dropout on) and ZeRO-2 (random states not restored: dropout off)
     install_carry
     out="${3:-${OUT:-work_dirs/multi_gpu}}"
@@ -82,7 +84,7 @@ case "$MODE" in
   smoke)  # plain DDP: ZeRO-2's all_gather_into_tensor fails under gloo (tests/e2e/test_deepspeed_cpu.py)
     export OMP_NUM_THREADS=1
     out="${3:-work_dirs/multi_gpu_smoke}"
-    RANKS=2 measure_all tiny "" "$out" --epochs 1 train_cfg.iter_cap=6
+    RANKS=2 measure_all tiny "" "$out" --epochs 2 train_cfg.iter_cap=6  # 2 ranks x 4: 5 iterations an epoch
     resume_check 2 tiny "" "$out" ;;
   *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

@@ -22,7 +22,8 @@ that runs a small patch right after a listed module finishes executing:
   (stock writes it with a plain ``open``);
 - ``mmengine.dist.utils`` and ``mmengine._strategy.deepspeed``: ``torchrun`` ranks join a gloo group on a
   machine without CUDA, and ``--deepspeed`` in one plain process gets a one-process group instead of
-  an MPI search (``distributed.py``);
+  an MPI search (``distributed.py``); DeepSpeed checkpoints call the checkpoint hooks as other
+  checkpoints do (stock ignores them), so ``RandomStateHook`` makes those resumes exact too;
 - ``mmengine.config`` (only inside XTuner's ``pth_to_hf.py``): an InternVL2QLoRA config is
   converted by ``xtuner_ext.convert`` instead of crashing on ``cfg.model.llm``.
 - ``xtuner.model.sft`` and ``xtuner.model.llava``: let ``llm=`` builders of
@@ -181,6 +182,39 @@ def deepspeed_single_process_group(deepspeed_strategy) -> None:
 
     _wrap_model._xtuner_ext_wrapped = True
     strategy._wrap_model = _wrap_model
+
+
+def deepspeed_checkpoint_hooks(deepspeed_strategy) -> None:
+    """mmengine's DeepSpeed strategy takes the runner's checkpoint-hook callback and ignores it ("not supported
+    yet"), so under ``--deepspeed`` no hook adds to a checkpoint or reads one back (``RandomStateHook``'s random
+    states, ``BeforeAfterChatHook``'s history). Call it: before the save with the extra state DeepSpeed stores
+    as its client state, after a resume with what came back."""
+    strategy = deepspeed_strategy.DeepSpeedStrategy
+    save, resume = strategy.save_checkpoint, strategy.resume
+    if getattr(save, '_xtuner_ext_wrapped', False):
+        return
+
+    @functools.wraps(save)
+    def save_checkpoint(self, filename, *, extra_ckpt=None, callback=None, **kwargs):
+        extra_ckpt = {} if extra_ckpt is None else extra_ckpt
+        if callback is not None:
+            callback(extra_ckpt)
+        return save(self, filename, extra_ckpt=extra_ckpt, **kwargs)
+
+    @functools.wraps(resume)
+    def resume_with_hooks(self, filename, *, callback=None, **kwargs):
+        checkpoint = resume(self, filename, **kwargs)
+        if callback is not None:
+            callback(checkpoint)
+        return checkpoint
+
+    save_checkpoint._xtuner_ext_wrapped = resume_with_hooks._xtuner_ext_wrapped = True
+    strategy.save_checkpoint, strategy.resume = save_checkpoint, resume_with_hooks
+
+
+def deepspeed_patches(deepspeed_strategy) -> None:
+    deepspeed_single_process_group(deepspeed_strategy)
+    deepspeed_checkpoint_hooks(deepspeed_strategy)
 
 
 def copy_config_bases_at_exit() -> None:
@@ -424,7 +458,7 @@ POST_IMPORT_PATCHES = {
     'mmengine.fileio': register_atomic_backend,
     'mmengine.hooks.checkpoint_hook': write_checkpoint_pointer_atomically,
     'mmengine.dist.utils': join_process_group_without_cuda,
-    'mmengine._strategy.deepspeed': deepspeed_single_process_group,
+    'mmengine._strategy.deepspeed': deepspeed_patches,
     'mmengine.config': redirect_internvl2_pth_to_hf,
     'xtuner.model.sft': skip_remote_config_for_native_llms,
     'xtuner.model.llava': skip_remote_config_for_native_llms,

@@ -1,6 +1,7 @@
 """`xtuner train CONFIG --deepspeed deepspeed_zero2` on the CPU, one plain process (DeepSpeed's CPU
 accelerator; its shared-memory op is compiled just in time on the first run, ~2 minutes, then cached):
-a DeepSpeed checkpoint folder, `--resume` from it, and `tools/convert_to_official.py` reading it.
+a DeepSpeed checkpoint folder, an exact `--resume` from it (the checkpoint hooks run under DeepSpeed too,
+so RandomStateHook's states come back), and `tools/convert_to_official.py` reading it.
 
 Not covered here: 2 ranks under DeepSpeed on the CPU. ZeRO-2's step gathers the partitions with
 `all_gather_into_tensor`, which gloo (torch 2.14, DeepSpeed 0.18.9) rejects ("Output 0 of Split is a view
@@ -44,8 +45,7 @@ def train(setup, work_dir: Path, *arguments: str) -> subprocess.CompletedProcess
     env, config = setup
     command = [str(XTUNER), 'train', str(config), '--work-dir', str(work_dir), '--deepspeed', 'deepspeed_zero2',
                *arguments, '--cfg-options', f'train_cfg.iter_cap={ITERS}', 'default_hooks.checkpoint.interval=2',
-               'default_hooks.checkpoint.max_keep_ckpts=3',
-               'model.llm_lora.lora_dropout=0.0']  # DeepSpeed resumes without the random states (README)
+               'default_hooks.checkpoint.max_keep_ckpts=3']  # LoRA dropout on: the resume must replay its masks
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -73,6 +73,8 @@ def test_resume_from_a_deepspeed_folder_matches_the_uninterrupted_run(setup, uni
     assert resumed.keys() == reference.keys() and resumed
     mismatched = [k for k in reference if not torch.equal(resumed[k], reference[k])]
     assert not mismatched, mismatched[:5]
+    assert 'random_state' in torch.load(uninterrupted / 'iter_2.pth' / 'mp_rank_00_model_states.pt',
+                                        map_location='cpu', weights_only=False)  # our own test file
 
 
 def test_convert_to_official_reads_a_deepspeed_folder(setup, uninterrupted, tmp_path):

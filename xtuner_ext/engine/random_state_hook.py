@@ -17,8 +17,8 @@ own entry back. The sampler position needs no state of its own: mmengine's loop 
 seeded sampler (``set_epoch`` per epoch) up to the saved iteration. A resume with another number of
 ranks deals the data differently, so the states are then left unused, with a warning.
 
-Not under ``--deepspeed``: mmengine's DeepSpeed strategy never calls the checkpoint hooks, so such a
-resume is exact up to dropout masks (weights, optimizer, schedule and data order are restored).
+Under ``--deepspeed`` the same holds: mmengine's DeepSpeed strategy ignores the checkpoint hooks, and
+``boot.py`` makes it call them (the states travel in DeepSpeed's client state).
 """
 import logging
 import random

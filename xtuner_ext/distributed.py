@@ -2,7 +2,8 @@
 
 - ``torchrun`` on a machine without CUDA (the CPU tests, ``env_cfg.dist_cfg.backend='gloo'``): mmengine's
   pytorch launcher calls ``torch.cuda.set_device(LOCAL_RANK)`` before it joins the group, which fails there.
-  ``init_dist_pytorch_on_cpu`` joins the group without it (``boot.py`` routes mmengine's call through it).
+  ``init_dist_pytorch_on_cpu`` joins the group without it (``boot.py`` routes mmengine's call through it),
+  and refuses several DeepSpeed ranks at once, with the reason, instead of after the model is built.
 - ``xtuner train CONFIG --deepspeed ...`` as one plain process: DeepSpeed finds none of torchrun's variables
   and goes looking for MPI (``mpi4py``, which the stack does not ship). ``single_process_rendezvous`` gives it
   the one-process group torchrun would have described (rank 0 of 1, a free local port).
@@ -12,6 +13,11 @@ import socket
 
 import torch
 
+# Checked with DeepSpeed 0.18.9 and torch 2.14 (ZeRO-1/2 share the step that fails; ZeRO-3 gathers the same way).
+SEVERAL_CPU_RANKS_UNDER_DEEPSPEED = (
+    'DeepSpeed cannot train several ranks without CUDA: its ZeRO step gathers the partitions with '
+    'all_gather_into_tensor, which fails under gloo ("Output 0 of Split is a view and is being modified '
+    'inplace"). On the CPU, train several ranks without --deepspeed (plain DDP), or --deepspeed in one process')
 RENDEZVOUS_VARIABLES = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')
 
 
@@ -25,6 +31,8 @@ def init_dist_pytorch_on_cpu(stock_init):
             raise RuntimeError(f'no CUDA device here, so the {backend!r} process-group backend cannot run: on CPU '
                                "train with --cfg-options env_cfg.dist_cfg.backend=gloo")
         if init_backend == 'deepspeed':
+            if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+                raise RuntimeError(SEVERAL_CPU_RANKS_UNDER_DEEPSPEED)
             import deepspeed
             return deepspeed.init_distributed(dist_backend=backend, **kwargs)
         return torch.distributed.init_process_group(backend=backend, **kwargs)

@@ -13,7 +13,7 @@ import socket
 
 import torch
 
-# Checked with DeepSpeed 0.18.9 and torch 2.14 (ZeRO-1/2 share the step that fails; ZeRO-3 gathers the same way).
+# Seen with DeepSpeed 0.18.9, torch 2.14 and ZeRO-2 (ZeRO-1 runs the same step; ZeRO-3 was not tried on the CPU).
 SEVERAL_CPU_RANKS_UNDER_DEEPSPEED = (
     'DeepSpeed cannot train several ranks without CUDA: its ZeRO step gathers the partitions with '
     'all_gather_into_tensor, which fails under gloo ("Output 0 of Split is a view and is being modified '

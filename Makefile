@@ -7,6 +7,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # `xtuner <cmd>` starts its tools with the first `python` on PATH: make it the venv's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# DeepSpeed is an sdist: build it pure-Python (no CUDA needed here); its ops compile on first use on a GPU.
+export DS_BUILD_OPS := 0
 
 .PHONY: install demo test test-fast lock clean browser
 
@@ -17,7 +19,7 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	$(PY) -m pip install -q --no-deps -r requirements/lock.txt
 	$(PY) -m pip install -q --no-deps -e .
-	$(PY) -c "import xtuner_ext, bitsandbytes, xtuner.dataset"
+	$(PY) -c "import xtuner_ext, bitsandbytes, xtuner.dataset, deepspeed"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -18,6 +18,12 @@ that runs a small patch right after a listed module finishes executing:
   file that is truncated or corrupt;
 - ``mmengine.fileio``: register the ``atomic_local`` file backend, so
   checkpoints are written to a temporary name and renamed into place;
+- ``mmengine.hooks.checkpoint_hook``: the ``last_checkpoint`` pointer is written the same way
+  (stock writes it with a plain ``open``);
+- ``mmengine.dist.utils`` and ``mmengine._strategy.deepspeed``: ``torchrun`` ranks join a gloo group on a
+  machine without CUDA, and ``--deepspeed`` in one plain process gets a one-process group instead of
+  an MPI search (``distributed.py``); DeepSpeed checkpoints call the checkpoint hooks as other
+  checkpoints do (stock ignores them), so ``RandomStateHook`` makes those resumes exact too;
 - ``mmengine.config`` (only inside XTuner's ``pth_to_hf.py``): an InternVL2QLoRA config is
   converted by ``xtuner_ext.convert`` instead of crashing on ``cfg.model.llm``.
 - ``xtuner.model.sft`` and ``xtuner.model.llava``: let ``llm=`` builders of
@@ -27,8 +33,8 @@ that runs a small patch right after a listed module finishes executing:
 - ``mmengine.runner.runner`` and ``mmengine.runner._flexible_runner``: every run
   gets ``RunStartHook`` (``engine/run_start_hook.py``): temp files of killed
   checkpoint writes are removed, a resume with nothing left to train fails;
-- ``bitsandbytes.functional`` and ``mmengine.logging.logger``: drop a few known-harmless
-  notices (``NOISE``), each matched by its source and the start of its message.
+- ``bitsandbytes.functional``, ``mmengine.logging.logger`` and ``deepspeed.utils.logging``: drop a few
+  known-harmless notices (``NOISE``), each matched by its source and the start of its message.
 
 Stdlib only at module level; every patch is idempotent. Helpers the patches call at run time
 (``write_atomically``, the checkpoint allow-list) live in plain modules (``fileio``,
@@ -130,6 +136,85 @@ def register_atomic_backend(fileio) -> None:
             self.put(obj.encode(encoding), filepath)
 
     fileio.register_backend('atomic_local', AtomicLocalBackend)
+
+
+def _open_writing_atomically(file, mode='r', *args, **kwargs):
+    from xtuner_ext.fileio import open_writes_atomically  # imported when first needed
+    return open_writes_atomically(file, mode, *args, **kwargs)
+
+
+_open_writing_atomically._xtuner_ext_wrapped = True
+
+
+def write_checkpoint_pointer_atomically(checkpoint_hook_module) -> None:
+    """``CheckpointHook`` writes ``work_dir/last_checkpoint`` with the module's ``open`` (its only ``open``):
+    give that module an ``open`` whose text writes are temp-then-rename, so a kill never leaves an empty or
+    half-written pointer."""
+    checkpoint_hook_module.open = _open_writing_atomically
+
+
+def join_process_group_without_cuda(dist_utils) -> None:
+    """mmengine's pytorch launcher calls ``torch.cuda.set_device`` even for a gloo group on a CPU machine."""
+    stock = dist_utils._init_dist_pytorch
+    if getattr(stock, '_xtuner_ext_wrapped', False):
+        return
+
+    def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
+        from xtuner_ext.distributed import init_dist_pytorch_on_cpu  # imported when first needed
+        return init_dist_pytorch_on_cpu(stock)(backend, init_backend=init_backend, **kwargs)
+
+    _init_dist_pytorch._xtuner_ext_wrapped = True
+    dist_utils._init_dist_pytorch = _init_dist_pytorch
+
+
+def deepspeed_single_process_group(deepspeed_strategy) -> None:
+    """``xtuner train --deepspeed`` without torchrun: DeepSpeed would look for MPI; describe one process."""
+    strategy = deepspeed_strategy.DeepSpeedStrategy
+    wrap = strategy._wrap_model
+    if getattr(wrap, '_xtuner_ext_wrapped', False):
+        return
+
+    @functools.wraps(wrap)
+    def _wrap_model(self, model):
+        from xtuner_ext.distributed import single_process_rendezvous  # imported when first needed
+        single_process_rendezvous()
+        return wrap(self, model)
+
+    _wrap_model._xtuner_ext_wrapped = True
+    strategy._wrap_model = _wrap_model
+
+
+def deepspeed_checkpoint_hooks(deepspeed_strategy) -> None:
+    """mmengine's DeepSpeed strategy takes the runner's checkpoint-hook callback and ignores it ("not supported
+    yet"), so under ``--deepspeed`` no hook adds to a checkpoint or reads one back (``RandomStateHook``'s random
+    states, ``BeforeAfterChatHook``'s history). Call it: before the save with the extra state DeepSpeed stores
+    as its client state, after a resume with what came back."""
+    strategy = deepspeed_strategy.DeepSpeedStrategy
+    save, resume = strategy.save_checkpoint, strategy.resume
+    if getattr(save, '_xtuner_ext_wrapped', False):
+        return
+
+    @functools.wraps(save)
+    def save_checkpoint(self, filename, *, extra_ckpt=None, callback=None, **kwargs):
+        extra_ckpt = {} if extra_ckpt is None else extra_ckpt
+        if callback is not None:
+            callback(extra_ckpt)
+        return save(self, filename, extra_ckpt=extra_ckpt, **kwargs)
+
+    @functools.wraps(resume)
+    def resume_with_hooks(self, filename, *, callback=None, **kwargs):
+        checkpoint = resume(self, filename, **kwargs)
+        if callback is not None:
+            callback(checkpoint)
+        return checkpoint
+
+    save_checkpoint._xtuner_ext_wrapped = resume_with_hooks._xtuner_ext_wrapped = True
+    strategy.save_checkpoint, strategy.resume = save_checkpoint, resume_with_hooks
+
+
+def deepspeed_patches(deepspeed_strategy) -> None:
+    deepspeed_single_process_group(deepspeed_strategy)
+    deepspeed_checkpoint_hooks(deepspeed_strategy)
 
 
 def copy_config_bases_at_exit() -> None:
@@ -313,6 +398,8 @@ NOISE = dict(
         'bitsandbytes.backends.cpu.ops': ('Failed to load CPU gemm_4bit_forward from kernels-community',)},
     # mmengine's CheckpointHook builds a FileClient for backward compatibility on every run
     mmengine_log=('"FileClient" will be deprecated in future', '"HardDiskBackend" is the alias of "LocalBackend"'),
+    # on a machine without CUDA, printed to stdout by every process that imports deepspeed (mmengine and xtuner do)
+    deepspeed_log=('Setting accelerator to CPU. If you have GPU or other accelerator, we were unable to detect it.',),
 )
 
 
@@ -340,6 +427,11 @@ def quiet_bitsandbytes(_functional) -> None:
         logging.getLogger(name).addFilter(DropMessages(starts))
 
 
+def quiet_deepspeed_cpu_notice(deepspeed_logging) -> None:
+    """Runs when ``deepspeed.utils.logging`` has made DeepSpeed's logger, before the accelerator lookup logs."""
+    deepspeed_logging.logger.addFilter(DropMessages(NOISE['deepspeed_log']))
+
+
 def quiet_mmengine_deprecations(logger_module) -> None:
     """Every ``MMLogger`` (mmengine's ``print_log`` goes through one) drops ``NOISE['mmengine_log']``."""
     mm_logger = logger_module.MMLogger
@@ -364,12 +456,16 @@ POST_IMPORT_PATCHES = {
     'mmengine.runner.checkpoint': allow_mmengine_checkpoint_classes,
     'xtuner.tools.utils': allow_seed_lookup_in_checkpoints,
     'mmengine.fileio': register_atomic_backend,
+    'mmengine.hooks.checkpoint_hook': write_checkpoint_pointer_atomically,
+    'mmengine.dist.utils': join_process_group_without_cuda,
+    'mmengine._strategy.deepspeed': deepspeed_patches,
     'mmengine.config': redirect_internvl2_pth_to_hf,
     'xtuner.model.sft': skip_remote_config_for_native_llms,
     'xtuner.model.llava': skip_remote_config_for_native_llms,
     'xtuner.entry_point': return_tool_exit_code,
     'bitsandbytes.functional': quiet_bitsandbytes,
     'mmengine.logging.logger': quiet_mmengine_deprecations,
+    'deepspeed.utils.logging': quiet_deepspeed_cpu_notice,
     'mmengine.runner.runner': add_run_start_hook,
     'mmengine.runner._flexible_runner': add_run_start_hook,
 }

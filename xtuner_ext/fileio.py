@@ -53,3 +53,30 @@ def remove_orphaned_temp_files(folder) -> list:
             os.remove(entry.path)
             removed.append(entry.name)
     return sorted(removed)
+
+
+class AtomicTextFile:
+    """``open(path, 'w')`` whose text reaches ``path`` in one rename when the ``with`` block ends (and not at
+    all if the block raises): for small files that code outside xtuner_ext writes with a plain ``open``."""
+
+    def __init__(self, path, encoding: str = 'utf-8'):
+        self.path, self.encoding, self._parts = os.fspath(path), encoding, []
+
+    def write(self, text: str) -> int:
+        self._parts.append(text)
+        return len(text)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, *_) -> None:
+        if error_type is None:
+            write_atomically(self.path, ''.join(self._parts).encode(self.encoding))
+
+
+def open_writes_atomically(file, mode: str = 'r', *args, **kwargs):
+    """A drop-in ``open`` for a module's namespace: text writes (``'w'``) go through ``AtomicTextFile``,
+    everything else is the builtin ``open``."""
+    if mode == 'w':
+        return AtomicTextFile(file, kwargs.get('encoding') or 'utf-8')
+    return open(file, mode, *args, **kwargs)

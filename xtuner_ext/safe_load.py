@@ -15,10 +15,12 @@ class CorruptCheckpointError(ValueError):
 def mmengine_checkpoint_globals() -> list:
     """The classes mmengine pickles into a checkpoint's ``meta`` (message hub):
     ``HistoryBuffer`` with numpy arrays, and its statistics methods, which pickle
-    as ``getattr(HistoryBuffer, 'mean')``."""
+    as ``getattr(HistoryBuffer, 'mean')``; and in a DeepSpeed folder's model states, the
+    DeepSpeed config mmengine passed as a ``ConfigDict`` (a plain dict subclass)."""
     import numpy as np
+    from mmengine.config import ConfigDict
     from mmengine.logging import HistoryBuffer
-    return [HistoryBuffer, getattr, np.ndarray, np.dtype, np._core.multiarray._reconstruct,
+    return [HistoryBuffer, ConfigDict, getattr, np.ndarray, np.dtype, np._core.multiarray._reconstruct,
             np._core.multiarray.scalar, *{type(np.dtype(t)) for t in np.typecodes['All']}]
 
 

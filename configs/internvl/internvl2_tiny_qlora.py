@@ -82,3 +82,5 @@ default_hooks = dict(
 )
 
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
+# Several CPU ranks (NPROC_PER_NODE=2 xtuner train ...): DDP over CPU modules takes no device ids
+model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)

@@ -40,12 +40,15 @@ def registry_for(path):
         return r.VISBACKENDS
     if top == 'visualizer':
         return r.VISUALIZERS
+    if top == 'model_wrapper_cfg':
+        return r.MODEL_WRAPPERS
     return None
 
 
 # Arguments the runner supplies itself when it builds a node at that place.
 INJECTED = {'sampler': {'dataset'}, 'train_cfg': {'runner', 'dataloader'}, 'param_scheduler': {'optimizer'},
-            'optimizer': {'params'}, 'visualizer': {'save_dir'}}  # the runner gives the visualizer its log dir
+            'optimizer': {'params'}, 'visualizer': {'save_dir'},  # the runner gives the visualizer its log dir
+            'model_wrapper_cfg': {'module'}}
 
 
 # Keys the builder consumes before calling the type (mmengine's build_scheduler_from_cfg).

@@ -9,16 +9,23 @@ A second leak: to reach the saved data position, mmengine re-creates the dataloa
 once per skipped epoch, and each creation draws a seed from torch's global generator. So the
 training dataloader gets a generator of its own, seeded from the run's seed.
 
-Exact replay is for single-process runs: a checkpoint is written by rank 0 only, and restoring its
-states on every rank would give all ranks the same dropout masks, so with several processes the
-saved states are left unused (with a warning) and resume is exact up to dropout.
+Several processes (``NPROC_PER_NODE=N xtuner train``): each rank draws its own dropout masks, and
+mmengine writes the checkpoint on rank 0 only, calling ``before_save_checkpoint`` there alone. So every
+rank's states are gathered to rank 0 just before each save (the hook wraps ``runner.save_checkpoint``,
+which ``CheckpointHook`` calls on every rank) and stored as one list; after a resume each rank takes its
+own entry back. The sampler position needs no state of its own: mmengine's loop replays each rank's
+seeded sampler (``set_epoch`` per epoch) up to the saved iteration. A resume with another number of
+ranks deals the data differently, so the states are then left unused, with a warning.
+
+Under ``--deepspeed`` the same holds: mmengine's DeepSpeed strategy ignores the checkpoint hooks, and
+``boot.py`` makes it call them (the states travel in DeepSpeed's client state).
 """
 import logging
 import random
 
 import numpy as np
 import torch
-from mmengine.dist import get_world_size
+from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
@@ -42,25 +49,51 @@ def restore_random_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
 
+def _gathering_states_before(save_checkpoint, hook):
+    """``save_checkpoint`` (rank 0's write) preceded by gathering every rank's states into ``hook``."""
+
+    def save_with_every_rank_state(*args, **kwargs):
+        hook.gathered = all_gather_object(capture_random_state())
+        try:
+            return save_checkpoint(*args, **kwargs)
+        finally:
+            hook.gathered = None
+
+    save_with_every_rank_state._xtuner_ext_wrapped = True
+    return save_with_every_rank_state
+
+
 class RandomStateHook(Hook):
     """Put it in ``custom_hooks`` of any config that is meant to resume exactly."""
 
     priority = 'VERY_LOW'
 
+    def __init__(self):
+        self.gathered = None  # every rank's states, on rank 0, while a several-rank save runs
+
     def before_train(self, runner) -> None:
         loader = runner.train_dataloader
         if getattr(loader, 'generator', None) is None:
             loader.generator = torch.Generator().manual_seed(int(runner.seed))
+        save = runner.save_checkpoint
+        if get_world_size() > 1 and not getattr(save, '_xtuner_ext_wrapped', False):
+            runner.save_checkpoint = _gathering_states_before(save, self)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint[STATE_KEY] = capture_random_state()
+        if self.gathered is not None:
+            checkpoint[STATE_KEY] = dict(world_size=len(self.gathered), ranks=self.gathered)
+        else:
+            checkpoint[STATE_KEY] = capture_random_state()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get(STATE_KEY)
         if state is None or not getattr(runner, '_resume', False):  # `load_from` starts a new run
             return
-        if get_world_size() != 1 or state.get('world_size', 1) != 1:
-            print_log('RandomStateHook: random states are replayed for single-process runs only; '
-                      'this resume is exact up to dropout masks', 'current', logging.WARNING)
+        saved_ranks = state.get('world_size', 1)
+        if saved_ranks != get_world_size():
+            print_log(f'RandomStateHook: the checkpoint was saved by {saved_ranks} rank(s) and this run has '
+                      f'{get_world_size()}: the data is dealt differently, so the random states are not replayed '
+                      f'and this resume is not exact. Resume with NPROC_PER_NODE={saved_ranks} to continue exactly',
+                      'current', logging.WARNING)
             return
-        restore_random_state(state)
+        restore_random_state(state['ranks'][get_rank()] if 'ranks' in state else state)

@@ -97,7 +97,7 @@ def test_fused_loss_rejects_unknown_names(make_qlora):
 def test_packed_attention_rejects_bounds_that_do_not_cover_the_row(make_qlora, train_dataset):
     model = make_qlora()
     batch = internvl2_packed_collate_fn(_samples(train_dataset, 2))['data']
-    batch['cu_seqlens'] = batch['cu_seqlens'][:-1]
+    batch["cu_seqlens"] = batch["cu_seqlens"][:-1]
     with pytest.raises(ValueError, match='packed batch is one row'):
         model(batch, mode='loss')
 
@@ -124,3 +124,46 @@ def test_packed_decoder_matches_each_sample_alone(fixture):
         positions = torch.cat([torch.arange(n) for n in lengths])[None]
         packed = run_packed_decoder(decoder, embeds, positions, torch.tensor([0, 7, 19, 24]))[0]
     torch.testing.assert_close(packed, alone, rtol=1e-4, atol=1e-5)
+
+
+def _count_layer_calls(model):
+    """Forward calls per LLM decoder layer, counted at its first projection (a recomputed layer runs
+    it twice in a training step; torch stops a recomputation early, so the layer's own hook may not fire)."""
+    calls = {}
+    for index, layer in enumerate(model._decoder_and_head()[0].layers):
+        layer.self_attn.q_proj.register_forward_hook(
+            lambda module, args, output, index=index: calls.update({index: calls.get(index, 0) + 1}))
+    return calls
+
+
+@pytest.mark.parametrize('collate', [internvl2_packed_collate_fn, internvl2_collate_fn])
+def test_recomputing_some_layers_keeps_gradients_and_skips_the_others(make_qlora, train_dataset, collate):
+    """recompute_llm_layers=1: layer 0 runs twice (forward + recompute), the others once; the loss
+    and gradients are those of full recomputation (packed rows and padded batches alike)."""
+    model = make_qlora(llm_lora=lora(r=4), gradient_checkpointing=True)
+    _randomize_lora_b(model)
+    batch = collate(_samples(train_dataset))
+    reference = _loss_and_grads(model, batch)
+    model.set_recompute(True, llm_layers=1)
+    calls = _count_layer_calls(model)
+    partial = _loss_and_grads(model, batch)
+    layers = len(model._decoder_and_head()[0].layers)
+    assert layers >= 2 and calls == {0: 2, **{i: 1 for i in range(1, layers)}}, calls
+    _assert_same(reference, partial)
+
+
+def test_recompute_settings_are_checked(make_qlora):
+    with pytest.raises(ValueError, match='recompute_llm_layers must be between 0 and'):
+        make_qlora(gradient_checkpointing=True, recompute_llm_layers=99)
+    with pytest.raises(ValueError, match='needs gradient_checkpointing=True'):
+        make_qlora(gradient_checkpointing=False, recompute_llm_layers=1)
+
+
+def test_packed_attention_kernel_choice(make_qlora, train_dataset):
+    """'varlen' says why it cannot run on the CPU (fp32, no CUDA); unknown names fail at build time.
+    'auto' falls back to the split kernel there (the tests above)."""
+    with pytest.raises(ValueError, match='packed_attention must be one of'):
+        make_qlora(packed_attention='flash')
+    model = make_qlora(packed_attention='varlen')
+    with pytest.raises(RuntimeError, match="packed_attention='varlen' cannot run here: .*use 'auto' or 'split'"):
+        model(internvl2_packed_collate_fn(_samples(train_dataset, 2))['data'], mode='loss')

@@ -2,48 +2,133 @@
 
 A packed row is the samples' tokens end to end, with ``position_ids`` restarting at 0 for each
 sample and ``cu_seqlens`` (``[0, n1, n1+n2, ...]``) marking where each one starts. Attention runs
-as one causal SDPA call per sample (the flash kernel on a GPU), so a packed row computes exactly
-what the same samples compute right-padded in a batch, without the padding.
+either as one variable-length flash call over the whole row (``'varlen'``: torch's
+``torch.nn.attention.varlen``, CUDA, bf16/fp16) or as one causal SDPA call per sample on
+``torch.split`` views (``'split'``: any device; its backward is one concatenation per tensor,
+where per-sample slicing zero-filled a full-size gradient for every sample). Both compute exactly
+what the same samples compute right-padded in a batch, without the padding. ``'auto'`` takes
+varlen where it runs, split elsewhere (the CPU, fp32, attention dropout, torch < 2.10).
 
 transformers 4.48's decoder loop drops attention keyword arguments under gradient checkpointing,
-so :func:`run_packed_decoder` runs the layers itself and hands them the sample bounds; the
+so :func:`run_packed_decoder` runs the layers itself and hands them a :class:`PackedRow`; the
 attention modules dispatch through :data:`PACKED_SDPA`, which is plain transformers SDPA whenever
-no bounds are given (batches, generation).
+no row is given (batches, generation).
 """
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from xtuner_ext.models.recompute import is_recomputed
+
 PACKED_SDPA = 'xtuner_ext_packed_sdpa'
+PACKED_KERNELS = ('auto', 'varlen', 'split')
+
+
+@dataclass(frozen=True)
+class PackedRow:
+    """Sample bounds of one packed row: host ints (for splitting) and the int32 device tensor and
+    longest sample that a varlen kernel takes. Built once per step, shared by every layer."""
+    bounds: Tuple[int, ...]
+    cu_seqlens: torch.Tensor
+    max_length: int
+
+    @classmethod
+    def from_cu_seqlens(cls, cu_seqlens: torch.Tensor, device: torch.device) -> 'PackedRow':
+        bounds = tuple(int(b) for b in cu_seqlens.tolist())  # one host sync per step, not per layer
+        lengths = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
+        return cls(bounds, cu_seqlens.to(device=device, dtype=torch.int32), max(lengths, default=0))
+
+    @property
+    def lengths(self) -> Tuple[int, ...]:
+        return tuple(e - s for s, e in zip(self.bounds[:-1], self.bounds[1:]))
+
+
+@functools.lru_cache(maxsize=1)
+def _varlen_function():
+    """torch's varlen attention and the keywords that make it causal, or None (torch < 2.10).
+    torch 2.10/2.11 take ``is_causal=True``; 2.12+ ``window_size=(-1, 0)`` (and ``scale``)."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    parameters = inspect.signature(varlen_attn).parameters
+    if 'window_size' in parameters:
+        return varlen_attn, dict(window_size=(-1, 0)), 'scale' in parameters
+    if 'is_causal' in parameters:
+        return varlen_attn, dict(is_causal=True), 'scale' in parameters
+    return None
+
+
+def varlen_unavailable_reason(query: torch.Tensor, dropout: float, scaling: Optional[float]) -> Optional[str]:
+    """Why the varlen kernel cannot run this call (None: it can)."""
+    found = _varlen_function()
+    if found is None:
+        return f'torch {torch.__version__} has no torch.nn.attention.varlen.varlen_attn (torch >= 2.10 has)'
+    if not query.is_cuda or query.dtype not in (torch.float16, torch.bfloat16):
+        return f'varlen attention needs CUDA bf16/fp16 tensors, got {query.device.type} {query.dtype}'
+    if dropout:
+        return f'varlen attention has no attention dropout (got {dropout})'
+    default_scale = query.shape[-1] ** -0.5
+    if not found[2] and scaling is not None and abs(scaling - default_scale) > 1e-12:
+        return f'this torch varlen_attn has no scale argument and the model scales by {scaling}'
+    return None
+
+
+def _varlen_attention(query, key, value, row: PackedRow, groups: int, scaling: Optional[float]) -> torch.Tensor:
+    """``[1, H, T, D]`` -> ``[1, T, H, D]`` in one kernel call; keys/values repeated for GQA."""
+    varlen_attn, causal, takes_scale = _varlen_function()
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, H, D]: how q/k/v lie in memory
+    if groups > 1:
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # = transformers' repeat_kv
+    extra = dict(scale=scaling) if takes_scale and scaling is not None else {}
+    out = varlen_attn(q.contiguous(), k.contiguous(), v.contiguous(), row.cu_seqlens, row.cu_seqlens, row.max_length,
+                      row.max_length, **causal, **extra)
+    return out[None]
+
+
+def _split_attention(query, key, value, row: PackedRow, groups: int, scaling: Optional[float],
+                     dropout: float) -> torch.Tensor:
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    lengths = row.lengths
+    outputs = [F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
+               for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous()
 
 
 def packed_sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                           attention_mask: Optional[torch.Tensor], dropout: float = 0.0,
-                          scaling: Optional[float] = None, packed_bounds: Optional[Sequence[int]] = None, **kwargs):
-    """transformers' attention-function signature; ``packed_bounds`` = ``cu_seqlens`` as ints."""
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+                          scaling: Optional[float] = None, packed_row: Optional[PackedRow] = None, **kwargs):
+    """transformers' attention-function signature, plus ``packed_row`` for a packed batch."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if packed_bounds is None:
+    if packed_row is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    if query.shape[0] != 1 or packed_bounds[-1] != query.shape[2]:
+    if query.shape[0] != 1 or packed_row.bounds[-1] != query.shape[2]:
         raise ValueError(f'a packed batch is one row whose length is cu_seqlens[-1]; got {query.shape[0]} row(s) of '
-                         f'{query.shape[2]} tokens and cu_seqlens ending at {packed_bounds[-1]}')
+                         f'{query.shape[2]} tokens and cu_seqlens ending at {packed_row.bounds[-1]}')
     groups = getattr(module, 'num_key_value_groups', 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    outputs = [F.scaled_dot_product_attention(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], dropout_p=dropout,
-                                              scale=scaling, is_causal=True)
-               for s, e in zip(packed_bounds[:-1], packed_bounds[1:])]
-    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+    kernel = getattr(module.config, 'packed_kernel', 'auto')
+    reason = varlen_unavailable_reason(query, dropout, scaling) if kernel != 'split' else 'split requested'
+    if kernel == 'varlen' and reason:
+        raise RuntimeError(f"packed_attention='varlen' cannot run here: {reason}; use 'auto' or 'split'")
+    if reason is None:
+        return _varlen_attention(query, key, value, packed_row, groups, scaling), None
+    return _split_attention(query, key, value, packed_row, groups, scaling, dropout), None
 
 
-def enable_packed_attention(language_model: nn.Module) -> None:
+def enable_packed_attention(language_model: nn.Module, kernel: str = 'auto') -> None:
     """Let every attention layer take packed rows (unchanged for everything else).
 
     Only the attention layers see the new implementation name, through a copy of the config:
@@ -51,6 +136,8 @@ def enable_packed_attention(language_model: nn.Module) -> None:
     """
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+    if kernel not in PACKED_KERNELS:
+        raise ValueError(f'packed_attention must be one of {PACKED_KERNELS}, got {kernel!r}')
     ALL_ATTENTION_FUNCTIONS[PACKED_SDPA] = packed_sdpa_attention
     attentions = [m for name, m in language_model.named_modules() if name.endswith('self_attn')]
     if not attentions:
@@ -62,6 +149,7 @@ def enable_packed_attention(language_model: nn.Module) -> None:
                          "with attn_implementation='sdpa')")
     packed_config = copy.copy(config)
     packed_config._attn_implementation = PACKED_SDPA
+    packed_config.packed_kernel = kernel
     for attention in attentions:
         attention.config = packed_config
 
@@ -70,15 +158,16 @@ def run_packed_decoder(decoder: nn.Module, inputs_embeds: torch.Tensor, position
                        cu_seqlens: torch.Tensor) -> torch.Tensor:
     """The decoder stack (a transformers ``*Model``) over one packed row -> final hidden states.
 
-    Layers are recomputed in backward when the decoder has gradient checkpointing on.
+    With gradient checkpointing on, the layers ``recompute.py`` selects (all by default) are
+    recomputed in backward; the others keep their activations.
     """
-    bounds = tuple(int(b) for b in cu_seqlens.tolist())  # one host sync per step, not per layer
+    row = PackedRow.from_cu_seqlens(cu_seqlens, inputs_embeds.device)
     hidden = inputs_embeds
     position_embeddings = decoder.rotary_emb(hidden, position_ids)
     recompute = decoder.gradient_checkpointing and decoder.training and torch.is_grad_enabled()
     for layer in decoder.layers[:decoder.config.num_hidden_layers]:
-        kwargs = dict(position_ids=position_ids, position_embeddings=position_embeddings, packed_bounds=bounds)
-        if recompute:
+        kwargs = dict(position_ids=position_ids, position_embeddings=position_embeddings, packed_row=row)
+        if recompute and is_recomputed(layer):
             hidden = checkpoint(layer, hidden, use_reentrant=False, **kwargs)[0]
         else:
             hidden = layer(hidden, **kwargs)[0]

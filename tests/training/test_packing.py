@@ -167,3 +167,26 @@ def test_packed_attention_kernel_choice(make_qlora, train_dataset):
     model = make_qlora(packed_attention='varlen')
     with pytest.raises(RuntimeError, match="packed_attention='varlen' cannot run here: .*use 'auto' or 'split'"):
         model(internvl2_packed_collate_fn(_samples(train_dataset, 2))['data'], mode='loss')
+
+
+def test_liger_layers_keep_cpu_outputs_and_state_and_refuse_phi3():
+    """The Liger routing changes nothing off CUDA (outputs, parameter names) and refuses Phi-3's fused
+    gate_up MLP by name; the CUDA kernels themselves are checked in tests/gpu."""
+    from pathlib import Path
+
+    from xtuner_ext.models.internvl2 import InternVLChatModel
+    from xtuner_ext.models.liger_layers import use_liger_layers
+
+    fixtures = Path(__file__).resolve().parents[1] / 'fixtures'
+    llm = InternVLChatModel.from_pretrained(fixtures / 'internvl2_tiny', torch_dtype=torch.float32).language_model
+    decoder = llm.get_decoder()
+    ids = torch.randint(3, llm.config.vocab_size, (1, 9), generator=torch.Generator().manual_seed(0))
+    keys = list(llm.state_dict())
+    with torch.no_grad():
+        before = decoder(input_ids=ids).last_hidden_state
+        use_liger_layers(decoder)
+        after = decoder(input_ids=ids).last_hidden_state
+    assert torch.equal(before, after) and list(llm.state_dict()) == keys
+    phi3 = InternVLChatModel.from_pretrained(fixtures / 'internvl2_tiny_phi3', torch_dtype=torch.float32)
+    with pytest.raises(ValueError, match='gate_up_proj'):
+        use_liger_layers(phi3.language_model.get_decoder())

@@ -73,7 +73,8 @@ LEVERS = {
 }
 LONG = {'before (padded, ViT activations kept)': (BEFORE, True),
         'levers together, micro-batch 4 (24 GB recipe)': (dict(TOGETHER, micro=4), True),
-        'together micro 4, split attention (last session)': (dict(TOGETHER, micro=4, kernel='split'), False)}
+        'together micro 4, split attention (last session)': (dict(TOGETHER, micro=4, kernel='split'), False),
+        f'shipped config (recompute {SHIPPED_RECOMPUTE} of 24), micro 4': (dict(SHIPPED, micro=4), True)}
 
 
 def shipped_model_kwargs(model_dir: str) -> dict:

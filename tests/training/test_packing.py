@@ -6,6 +6,7 @@ rtol 1e-4 / atol 1e-6 of the plain path's.
 """
 import pytest
 import torch
+import torch.nn.functional as F
 
 from training_helpers import IGNORE, lora
 
@@ -190,3 +191,38 @@ def test_liger_layers_keep_cpu_outputs_and_state_and_refuse_phi3():
     phi3 = InternVLChatModel.from_pretrained(fixtures / 'internvl2_tiny_phi3', torch_dtype=torch.float32)
     with pytest.raises(ValueError, match='gate_up_proj'):
         use_liger_layers(phi3.language_model.get_decoder())
+
+
+def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, window_size=None, is_causal=False, scale=None,
+                      enable_gqa=False):
+    """torch's varlen_attn contract ([T, H, D] in and out, causal within each cu_seqlens range), in
+    plain SDPA: stands in for the CUDA kernel so the CPU checks the layout handling around it."""
+    assert window_size == (-1, 0) or is_causal
+    bounds = cu_q.tolist()
+    assert bounds == cu_k.tolist() and max_q == max(e - s for s, e in zip(bounds[:-1], bounds[1:]))
+    outputs = [F.scaled_dot_product_attention(*(t[s:e].transpose(0, 1) for t in (q, k, v)), is_causal=True, scale=scale,
+                                              enable_gqa=enable_gqa).transpose(0, 1)
+               for s, e in zip(bounds[:-1], bounds[1:])]
+    return torch.cat(outputs)
+
+
+@pytest.mark.parametrize('spelling', ['torch 2.10/2.11', 'torch 2.12+'])
+def test_varlen_call_lays_out_the_row_like_the_split_path(monkeypatch, spelling):
+    """The varlen path's transposes, GQA handling and output layout ([1, T, H, D]) give the split
+    path's output, whichever keywords this torch's varlen_attn takes (the kernel runs in tests/gpu)."""
+    from xtuner_ext.models import packed_attention as pa
+
+    new = spelling == 'torch 2.12+'
+    causal = dict(window_size=(-1, 0)) if new else dict(is_causal=True)
+    monkeypatch.setattr(pa, '_varlen_function', lambda: pa._Varlen(_reference_varlen, causal, new, new))
+    generator = torch.Generator().manual_seed(0)
+    lengths, heads, kv_heads, dim = [5, 9, 3], 4, 2, 8
+    total = sum(lengths)
+    # [1, H, T, D] views of [T, H, D] memory, as transformers' attention layers hand them over
+    query, key, value = (torch.randn(1, total, h, dim, generator=generator).transpose(1, 2)
+                         for h in (heads, kv_heads, kv_heads))
+    row = pa.PackedRow.from_cu_seqlens(torch.tensor([0, 5, 14, 17]), torch.device('cpu'))
+    varlen = pa._varlen_attention(query, key, value, row, heads // kv_heads, dim ** -0.5)
+    split = pa._split_attention(query, key, value, row, heads // kv_heads, dim ** -0.5, 0.0)
+    assert varlen.shape == split.shape == (1, total, heads, dim)
+    torch.testing.assert_close(varlen, split, rtol=1e-5, atol=1e-6)

@@ -52,20 +52,30 @@ class PackedRow:
         return tuple(e - s for s, e in zip(self.bounds[:-1], self.bounds[1:]))
 
 
+@dataclass(frozen=True)
+class _Varlen:
+    function: object
+    causal: dict  # the keywords that make it causal
+    takes_scale: bool
+    takes_gqa: bool  # fewer key/value heads than query heads, without repeating them
+
+
 @functools.lru_cache(maxsize=1)
-def _varlen_function():
-    """torch's varlen attention and the keywords that make it causal, or None (torch < 2.10).
-    torch 2.10/2.11 take ``is_causal=True``; 2.12+ ``window_size=(-1, 0)`` (and ``scale``)."""
+def _varlen_function() -> Optional[_Varlen]:
+    """torch's varlen attention as this torch spells it, or None (torch < 2.10). torch 2.10/2.11
+    take ``is_causal=True``; 2.12+ ``window_size=(-1, 0)``, ``scale`` and ``enable_gqa``."""
     try:
         from torch.nn.attention.varlen import varlen_attn
     except ImportError:
         return None
     parameters = inspect.signature(varlen_attn).parameters
     if 'window_size' in parameters:
-        return varlen_attn, dict(window_size=(-1, 0)), 'scale' in parameters
-    if 'is_causal' in parameters:
-        return varlen_attn, dict(is_causal=True), 'scale' in parameters
-    return None
+        causal = dict(window_size=(-1, 0))
+    elif 'is_causal' in parameters:
+        causal = dict(is_causal=True)
+    else:
+        return None
+    return _Varlen(varlen_attn, causal, 'scale' in parameters, 'enable_gqa' in parameters)
 
 
 def varlen_unavailable_reason(query: torch.Tensor, dropout: float, scaling: Optional[float]) -> Optional[str]:
@@ -78,20 +88,25 @@ def varlen_unavailable_reason(query: torch.Tensor, dropout: float, scaling: Opti
     if dropout:
         return f'varlen attention has no attention dropout (got {dropout})'
     default_scale = query.shape[-1] ** -0.5
-    if not found[2] and scaling is not None and abs(scaling - default_scale) > 1e-12:
+    if not found.takes_scale and scaling is not None and abs(scaling - default_scale) > 1e-12:
         return f'this torch varlen_attn has no scale argument and the model scales by {scaling}'
     return None
 
 
 def _varlen_attention(query, key, value, row: PackedRow, groups: int, scaling: Optional[float]) -> torch.Tensor:
-    """``[1, H, T, D]`` -> ``[1, T, H, D]`` in one kernel call; keys/values repeated for GQA."""
-    varlen_attn, causal, takes_scale = _varlen_function()
+    """``[1, H, T, D]`` -> ``[1, T, H, D]`` in one kernel call (GQA keys/values repeated where
+    this torch's kernel cannot share them)."""
+    varlen = _varlen_function()
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, H, D]: how q/k/v lie in memory
-    if groups > 1:
+    extra = dict(varlen.causal)
+    if varlen.takes_scale and scaling is not None:
+        extra['scale'] = scaling
+    if groups > 1 and varlen.takes_gqa:
+        extra['enable_gqa'] = True
+    elif groups > 1:
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # = transformers' repeat_kv
-    extra = dict(scale=scaling) if takes_scale and scaling is not None else {}
-    out = varlen_attn(q.contiguous(), k.contiguous(), v.contiguous(), row.cu_seqlens, row.cu_seqlens, row.max_length,
-                      row.max_length, **causal, **extra)
+    out = varlen.function(q.contiguous(), k.contiguous(), v.contiguous(), row.cu_seqlens, row.cu_seqlens,
+                          row.max_length, row.max_length, **extra)
     return out[None]
 
 

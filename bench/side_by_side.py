@@ -45,12 +45,14 @@ CUDA = torch.cuda.is_available()  # the CPU runs the same code as a smoke test (
 DEVICE = 'cuda' if CUDA else 'cpu'
 # A setting: packed rows, packed-attention kernel, ViT under no_grad, fused loss, recompute (None:
 # off; 'all' or a number of LLM layers), LoRA dropout on, peft's input cast on, Liger RMSNorm/SwiGLU,
-# micro-batch.
+# LoRA update inside addmm, micro-batch.
 BEFORE = dict(packed=False, kernel='auto', vit_no_grad=False, fused=None, recompute='all', dropout=True,
-              peft_cast=True, liger=False, micro=4)
+              peft_cast=True, liger=False, addmm=False, micro=4)
 SHIPPED_RECOMPUTE = 14  # configs/internvl/internvl2_2b_qlora.py recompute_llm_layers (of 24)
-SHIPPED = dict(BEFORE, packed=True, vit_no_grad=True, fused='liger', recompute=SHIPPED_RECOMPUTE, micro=16)
-TOGETHER = dict(SHIPPED, recompute='all')
+# the 2B config's model switches (batch_size 16, one packed row)
+SHIPPED = dict(BEFORE, packed=True, vit_no_grad=True, fused='liger', recompute=SHIPPED_RECOMPUTE, addmm=True, micro=16)
+LAST_SESSION = dict(SHIPPED, kernel='split', recompute='all', addmm=False)  # shipped before this one
+TOGETHER = dict(LAST_SESSION, kernel='auto')
 # name -> (setting, in --quick)
 LEVERS = {
     'before (padded, ViT activations kept)': (BEFORE, True),
@@ -58,23 +60,25 @@ LEVERS = {
     'lever: packed rows, split attention': (dict(BEFORE, packed=True, kernel='split'), True),
     'lever: packed rows, varlen attention': (dict(BEFORE, packed=True, kernel='varlen'), True),
     'lever: Liger fused loss': (dict(BEFORE, fused='liger'), False),
+    'lever: LoRA addmm': (dict(BEFORE, addmm=True), False),
     'lever: micro-batch 16 (padded)': (dict(BEFORE, micro=16), False),
-    'levers together, micro-batch 4 (24 GB recipe)': (dict(TOGETHER, micro=4), True),
-    'together micro 16, split attention (last session)': (dict(TOGETHER, kernel='split'), True),
-    'together micro 16, varlen, recompute all': (TOGETHER, True),
-    'together micro 16, peft input cast off': (dict(TOGETHER, peft_cast=False), True),
-    'together micro 16, Liger RMSNorm + SwiGLU': (dict(TOGETHER, liger=True), True),
-    'together micro 16, recompute 18 of 24': (dict(TOGETHER, recompute=18), False),
-    f'shipped: together micro 16, recompute {SHIPPED_RECOMPUTE} of 24': (SHIPPED, True),
+    '24 GB recipe: shipped switches, micro 4, recompute all': (dict(SHIPPED, micro=4, recompute='all'), True),
+    'last session shipped (split attention, recompute all), micro 16': (LAST_SESSION, True),
+    '+ varlen attention': (TOGETHER, True),
+    '+ varlen, peft input cast off': (dict(TOGETHER, peft_cast=False), True),
+    '+ varlen, LoRA addmm': (dict(TOGETHER, addmm=True), True),
+    '+ varlen, Liger RMSNorm + SwiGLU': (dict(TOGETHER, liger=True), True),
+    f'shipped: varlen, LoRA addmm, recompute {SHIPPED_RECOMPUTE} of 24': (SHIPPED, True),
     'shipped + Liger RMSNorm + SwiGLU': (dict(SHIPPED, liger=True), True),
-    'together micro 16, recompute 10 of 24': (dict(TOGETHER, recompute=10), True),
-    'together micro 16, no recompute': (dict(TOGETHER, recompute=None), True),
+    'shipped, recompute 18 of 24': (dict(SHIPPED, recompute=18), False),
+    'shipped, recompute 10 of 24': (dict(SHIPPED, recompute=10), True),
+    'shipped, no recompute': (dict(SHIPPED, recompute=None), True),
     'shipped, LoRA dropout off (changes training)': (dict(SHIPPED, dropout=False), False),
 }
 LONG = {'before (padded, ViT activations kept)': (BEFORE, True),
-        'levers together, micro-batch 4 (24 GB recipe)': (dict(TOGETHER, micro=4), True),
-        'together micro 4, split attention (last session)': (dict(TOGETHER, micro=4, kernel='split'), False),
-        f'shipped config (recompute {SHIPPED_RECOMPUTE} of 24), micro 4': (dict(SHIPPED, micro=4), True)}
+        '24 GB recipe: shipped switches, micro 4, recompute all': (dict(SHIPPED, micro=4, recompute='all'), True),
+        'last session shipped, micro 4': (dict(LAST_SESSION, micro=4), False),
+        f'shipped switches (recompute {SHIPPED_RECOMPUTE} of 24), micro 4': (dict(SHIPPED, micro=4), True)}
 
 
 def shipped_model_kwargs(model_dir: str) -> dict:
@@ -108,6 +112,7 @@ def model_flops(config, lengths, tiles: int, answer_tokens: int, lora_r: int) ->
 def apply_setting(model, setting: dict) -> None:
     from peft.tuners.tuners_utils import BaseTunerLayer
     from xtuner_ext.models.liger_layers import use_liger_layers
+    from xtuner_ext.models.lora_addmm import use_lora_addmm
     from xtuner_ext.models.packed_attention import enable_packed_attention
 
     model.frozen_vision_no_grad = setting['vit_no_grad']
@@ -117,6 +122,7 @@ def apply_setting(model, setting: dict) -> None:
     model.set_recompute(recompute is not None, None if recompute in (None, 'all') else min(recompute, layers))
     enable_packed_attention(model.model.language_model, setting['kernel'])
     use_liger_layers(model._decoder_and_head()[0], setting['liger'])
+    use_lora_addmm(model.model, setting['addmm'])
     for name, module in model.named_modules():
         if name.endswith('lora_dropout.default'):
             module.p = 0.05 if setting['dropout'] else 0.0
@@ -186,7 +192,8 @@ def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
     from xtuner_ext.models.internvl2_qlora import InternVL2QLoRA
 
     kwargs = shipped_model_kwargs(model_dir)
-    model = InternVL2QLoRA(**dict(kwargs, fused_loss=None, recompute_llm_layers=None))  # settings set these
+    model = InternVL2QLoRA(**dict(kwargs, fused_loss=None, recompute_llm_layers=None, liger_layers=False,
+                                   lora_addmm=False))  # the settings set these
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5, weight_decay=0.05)
     lora_r = kwargs['llm_lora']['r']
     for shape in shapes:

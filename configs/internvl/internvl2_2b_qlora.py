@@ -79,6 +79,7 @@ model = dict(
     recompute_llm_layers=recompute_llm_layers,  # the other layers keep their activations (same gradients)
     packed_attention='auto',  # one varlen flash call per layer on CUDA; per-sample SDPA elsewhere
     liger_layers=False,  # True: Liger's fused RMSNorm + SwiGLU on CUDA (same math; see the bench)
+    lora_addmm=True,  # each LoRA update added inside one GEMM (same function as peft's clone + scale + add)
     processor=processor,  # chat() tiles and prompts as training does
     fused_loss='liger',  # output head + cross-entropy fused chunk-wise on CUDA (same loss; plain on CPU)
     frozen_vision_no_grad=True,  # the frozen ViT keeps no activations (same gradients)

@@ -130,3 +130,18 @@ def test_liger_layers_match_transformers_layers_on_cuda(model_and_samples):
         _assert_close(reference, _run(model, batch))
     finally:
         use_liger_layers(decoder, enabled=False)
+
+
+def test_lora_addmm_matches_peft_forward_on_cuda(model_and_samples):
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+    from xtuner_ext.models.lora_addmm import use_lora_addmm
+
+    model, samples = model_and_samples
+    batch = internvl2_packed_collate_fn(samples)
+    model.fused_loss = None
+    reference = _run(model, batch)
+    try:
+        assert use_lora_addmm(model.model) > 0
+        _assert_close(reference, _run(model, batch))
+    finally:
+        use_lora_addmm(model.model, enabled=False)

@@ -1,5 +1,6 @@
-"""Speed levers keep training the same: packed rows, a no-grad frozen ViT and the fused-loss switch
-give the loss and gradients of the plain right-padded path (tiny model, real nf4 layers, fp32 CPU).
+"""Speed levers keep training the same: packed rows (split attention; the varlen call's layout), a
+no-grad frozen ViT, the fused-loss switch, partial recomputation and the LoRA addmm give the loss
+and gradients of the plain path (tiny model, real nf4 layers, fp32 CPU).
 
 Tolerance: fp32, different summation order only -> loss within 1e-5 relative, every gradient within
 rtol 1e-4 / atol 1e-6 of the plain path's.
@@ -226,3 +227,34 @@ def test_varlen_call_lays_out_the_row_like_the_split_path(monkeypatch, spelling)
     split = pa._split_attention(query, key, value, row, heads // kv_heads, dim ** -0.5, 0.0)
     assert varlen.shape == split.shape == (1, total, heads, dim)
     torch.testing.assert_close(varlen, split, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('collate', [internvl2_packed_collate_fn, internvl2_collate_fn])
+def test_lora_addmm_gives_peft_loss_and_gradients(make_qlora, train_dataset, collate):
+    """The LoRA update inside one addmm = peft's clone + scale + add: same loss and gradients
+    (fp32), with LoRA dropout on (same seed -> the same masks) and recomputation on."""
+    from xtuner_ext.models.lora_addmm import use_lora_addmm
+
+    from torch.overrides import TorchFunctionMode
+
+    class CountAddmm(TorchFunctionMode):
+        calls = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            CountAddmm.calls += func is torch.addmm
+            return func(*args, **(kwargs or {}))
+
+    model = make_qlora(llm_lora=lora(r=4, dropout=0.1), gradient_checkpointing=True)
+    _randomize_lora_b(model)
+    batch = collate(_samples(train_dataset))
+    torch.manual_seed(0)
+    reference = _loss_and_grads(model, batch)
+    assert use_lora_addmm(model.model) == 2 * 7  # every adapted projection of the tiny LLM's 2 layers
+    torch.manual_seed(0)
+    with CountAddmm():
+        routed = _loss_and_grads(model, batch)
+    assert CountAddmm.calls >= 2 * 7, CountAddmm.calls  # the routed forward ran (and again in recomputation)
+    _assert_same(reference, routed)
+    use_lora_addmm(model.model, enabled=False)
+    torch.manual_seed(0)
+    _assert_same(reference, _loss_and_grads(model, batch))

@@ -23,6 +23,7 @@ from xtuner_ext.models.answer_loss import answer_loss, check_fused_loss
 from xtuner_ext.models.packed_attention import enable_packed_attention, run_packed_decoder
 from xtuner_ext.models.quantization import QuantizationSettings, quantize_linear_layers
 from xtuner_ext.models.liger_layers import use_liger_layers
+from xtuner_ext.models.lora_addmm import use_lora_addmm
 from xtuner_ext.models.recompute import select_recomputed_layers
 
 IGNORE_INDEX = -100
@@ -104,6 +105,8 @@ class InternVL2QLoRA(BaseModel):
             CUDA bf16/fp16, per-sample SDPA elsewhere), ``'varlen'`` or ``'split'`` (``packed_attention.py``).
         liger_layers: run the LLM's RMSNorms and SwiGLU MLPs through Liger's fused kernels on CUDA
             (``liger_layers.py``; the CPU keeps transformers' code).
+        lora_addmm: add each LoRA update inside one GEMM (``torch.addmm``) instead of peft's clone,
+            scale and add (``lora_addmm.py``; same function, one rounding instead of three).
         pretrained_pth: a trainable-state checkpoint of this model to start from (strict).
         generation_config: used by ``mode='predict'`` and :meth:`chat` (greedy by default).
         processor: overrides for the :class:`InternVL2Processor` (tiling, system message), e.g.
@@ -125,7 +128,7 @@ class InternVL2QLoRA(BaseModel):
                  pretrained_pth: Optional[str] = None, generation_config: Optional[dict] = None,
                  processor: Optional[dict] = None, fused_loss: Optional[str] = None,
                  frozen_vision_no_grad: bool = True, recompute_llm_layers: Optional[int] = None,
-                 packed_attention: str = 'auto', liger_layers: bool = False,
+                 packed_attention: str = 'auto', liger_layers: bool = False, lora_addmm: bool = False,
                  data_preprocessor: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor)
         if quantization_llm and not llm_lora and not freeze_llm:
@@ -152,6 +155,8 @@ class InternVL2QLoRA(BaseModel):
         enable_packed_attention(self.model.language_model, packed_attention)
         if liger_layers:
             use_liger_layers(self._decoder_and_head()[0])
+        if lora_addmm:
+            use_lora_addmm(self.model)
         self.fused_loss = fused_loss
         check_fused_loss(fused_loss, self._decoder_and_head()[1])
         self.frozen_vision_no_grad = frozen_vision_no_grad

@@ -85,11 +85,14 @@ def _packed_kernel(model, kernel):
 def test_varlen_attention_matches_per_sample_sdpa_on_cuda(model_and_samples):
     """One varlen flash call over the packed row = one SDPA call per sample (torch.split)."""
     from xtuner_ext.data.packing import internvl2_packed_collate_fn
-    from xtuner_ext.models.packed_attention import varlen_unavailable_reason
+    from xtuner_ext.models.packed_attention import _varlen_probe_failure, varlen_unavailable_reason
 
     model, samples = model_and_samples
     probe = torch.zeros(1, 2, 8, 64, device='cuda', dtype=torch.bfloat16)
     assert varlen_unavailable_reason(probe, 0.0, None) is None, varlen_unavailable_reason(probe, 0.0, None)
+    for head_dim in (16, 128):  # the tiny model's and InternVL2-2B's
+        failure = _varlen_probe_failure(probe.device, torch.bfloat16, head_dim)
+        assert failure is None, failure
     batch = internvl2_packed_collate_fn(samples)
     model.fused_loss = None
     try:

@@ -258,3 +258,12 @@ def test_lora_addmm_gives_peft_loss_and_gradients(make_qlora, train_dataset, col
     use_lora_addmm(model.model, enabled=False)
     torch.manual_seed(0)
     _assert_same(reference, _loss_and_grads(model, batch))
+
+
+def test_varlen_probe_reports_a_kernel_that_cannot_run():
+    """'auto' tries torch's varlen kernel once per device/dtype (forward and backward) before using
+    it; where it fails (here: the CPU, which has no such kernel) the probe says why instead of raising."""
+    from xtuner_ext.models.packed_attention import _varlen_probe_failure
+
+    failure = _varlen_probe_failure(torch.device('cpu'), torch.bfloat16, 16)
+    assert failure and failure.startswith('the varlen kernel failed on a tiny row'), failure

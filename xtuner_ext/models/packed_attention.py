@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -36,16 +37,20 @@ PACKED_KERNELS = ('auto', 'varlen', 'split')
 @dataclass(frozen=True)
 class PackedRow:
     """Sample bounds of one packed row: host ints (for splitting) and the int32 device tensor and
-    longest sample that a varlen kernel takes. Built once per step, shared by every layer."""
+    longest sample that a varlen kernel takes. Built once per step, shared by every layer.
+    ``varlen_failure``: why the varlen kernel failed its probe on this GPU (None: it passed, or
+    was not tried)."""
     bounds: Tuple[int, ...]
     cu_seqlens: torch.Tensor
     max_length: int
+    varlen_failure: Optional[str] = None
 
     @classmethod
-    def from_cu_seqlens(cls, cu_seqlens: torch.Tensor, device: torch.device) -> 'PackedRow':
+    def from_cu_seqlens(cls, cu_seqlens: torch.Tensor, device: torch.device,
+                        varlen_failure: Optional[str] = None) -> 'PackedRow':
         bounds = tuple(int(b) for b in cu_seqlens.tolist())  # one host sync per step, not per layer
         lengths = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
-        return cls(bounds, cu_seqlens.to(device=device, dtype=torch.int32), max(lengths, default=0))
+        return cls(bounds, cu_seqlens.to(device=device, dtype=torch.int32), max(lengths, default=0), varlen_failure)
 
     @property
     def lengths(self) -> Tuple[int, ...]:
@@ -93,6 +98,23 @@ def varlen_unavailable_reason(query: torch.Tensor, dropout: float, scaling: Opti
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _varlen_probe_failure(device: torch.device, dtype: torch.dtype, head_dim: int) -> Optional[str]:
+    """Run the kernel once, forward and backward, on a tiny packed row (this GPU, dtype, head size):
+    the error text if it fails (an old GPU, a torch build without the backward), else None. Runs
+    before the layers (outside any checkpointed region, whose saved-tensor hooks it would meet)."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 8, head_dim, device=device, dtype=dtype, generator=generator).requires_grad_()
+               for _ in range(3))
+    row = PackedRow.from_cu_seqlens(torch.tensor([0, 3, 8]), device)
+    try:
+        with torch.enable_grad():
+            torch.autograd.grad(_varlen_attention(q, k, v, row, 1, head_dim ** -0.5).float().sum(), (q, k, v))
+    except Exception as err:  # noqa: BLE001  (reported: 'auto' says why it falls back, 'varlen' raises it)
+        return f'the varlen kernel failed on a tiny row: {type(err).__name__}: {err}'[:500]
+    return None
+
+
 def _varlen_attention(query, key, value, row: PackedRow, groups: int, scaling: Optional[float]) -> torch.Tensor:
     """``[1, H, T, D]`` -> ``[1, T, H, D]`` in one kernel call (GQA keys/values repeated where
     this torch's kernel cannot share them)."""
@@ -135,12 +157,20 @@ def packed_sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Ten
                          f'{query.shape[2]} tokens and cu_seqlens ending at {packed_row.bounds[-1]}')
     groups = getattr(module, 'num_key_value_groups', 1)
     kernel = getattr(module.config, 'packed_kernel', 'auto')
-    reason = varlen_unavailable_reason(query, dropout, scaling) if kernel != 'split' else 'split requested'
+    reason = 'split requested' if kernel == 'split' else (
+        varlen_unavailable_reason(query, dropout, scaling) or packed_row.varlen_failure)
     if kernel == 'varlen' and reason:
         raise RuntimeError(f"packed_attention='varlen' cannot run here: {reason}; use 'auto' or 'split'")
+    if kernel == 'auto' and reason and query.is_cuda:
+        _warn_once(f"packed_attention='auto' runs per-sample SDPA on this GPU: {reason}")
     if reason is None:
         return _varlen_attention(query, key, value, packed_row, groups, scaling), None
     return _split_attention(query, key, value, packed_row, groups, scaling, dropout), None
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    warnings.warn(message)
 
 
 def enable_packed_attention(language_model: nn.Module, kernel: str = 'auto') -> None:
@@ -169,6 +199,20 @@ def enable_packed_attention(language_model: nn.Module, kernel: str = 'auto') -> 
         attention.config = packed_config
 
 
+def _probe_for(decoder: nn.Module, inputs_embeds: torch.Tensor) -> Optional[str]:
+    """The varlen probe's verdict for the attention dtype this forward will run (once per GPU/dtype)."""
+    device = inputs_embeds.device
+    kernel = getattr(decoder.layers[0].self_attn.config, 'packed_kernel', 'auto')
+    autocast = torch.is_autocast_enabled(device.type)
+    dtype = torch.get_autocast_dtype(device.type) if autocast else inputs_embeds.dtype
+    if kernel == 'split' or device.type != 'cuda' or dtype not in (torch.float16, torch.bfloat16) \
+            or _varlen_function() is None:
+        return None
+    config = decoder.config
+    head_dim = getattr(config, 'head_dim', None) or config.hidden_size // config.num_attention_heads
+    return _varlen_probe_failure(device, dtype, head_dim)
+
+
 def run_packed_decoder(decoder: nn.Module, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
                        cu_seqlens: torch.Tensor) -> torch.Tensor:
     """The decoder stack (a transformers ``*Model``) over one packed row -> final hidden states.
@@ -176,7 +220,7 @@ def run_packed_decoder(decoder: nn.Module, inputs_embeds: torch.Tensor, position
     With gradient checkpointing on, the layers ``recompute.py`` selects (all by default) are
     recomputed in backward; the others keep their activations.
     """
-    row = PackedRow.from_cu_seqlens(cu_seqlens, inputs_embeds.device)
+    row = PackedRow.from_cu_seqlens(cu_seqlens, inputs_embeds.device, _probe_for(decoder, inputs_embeds))
     hidden = inputs_embeds
     position_embeddings = decoder.rotary_emb(hidden, position_ids)
     recompute = decoder.gradient_checkpointing and decoder.training and torch.is_grad_enabled()

@@ -196,6 +196,9 @@ def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
                                    lora_addmm=False))  # the settings set these
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5, weight_decay=0.05)
     lora_r = kwargs['llm_lora']['r']
+    rows.append(dict(impl='ours', setting='varlen kernel probe (auto falls back to split when it fails)',
+                     error=varlen_probe(model) or 'passed'))
+    print(json.dumps(rows[-1]), flush=True)
     for shape in shapes:
         for name, setting in selected(LEVERS if shape == 'clot' else LONG, args):
             items = instances(processor, shape, repeat=setting['micro'] // 4)
@@ -215,6 +218,17 @@ def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
                 profile_out)
     del model, optimizer
     free_memory()
+
+
+def varlen_probe(model) -> str:
+    """Whether torch's varlen kernel ran forward + backward here, for this LLM's head size."""
+    from xtuner_ext.models.packed_attention import _varlen_function, _varlen_probe_failure
+
+    if not CUDA or _varlen_function() is None:
+        return 'not tried (no CUDA or no torch.nn.attention.varlen)'
+    config = model._decoder_and_head()[0].config
+    head_dim = getattr(config, 'head_dim', None) or config.hidden_size // config.num_attention_heads
+    return _varlen_probe_failure(torch.device('cuda', torch.cuda.current_device()), torch.bfloat16, head_dim)
 
 
 def selected(settings: dict, args):

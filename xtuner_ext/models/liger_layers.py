@@ -5,8 +5,8 @@ states among them, kept for backward) and its MLP keeps both ``silu(gate)`` and 
 does each in one kernel with the same fp32 inverse-RMS ("llama" casting) and keeps less. The
 modules and their weights stay as they are (same state dict, same names): only their ``forward``
 changes, and it takes the original path for anything that is not a CUDA tensor (and whenever the
-switch is off again), so chat and the CPU tests are untouched. InternLM2 (built as Llama) and Qwen2 have these layers; Phi-3 fuses
-``gate_up_proj`` and is refused.
+switch is off again), so chat and the CPU tests are untouched. InternLM2 (built as Llama) and
+Qwen2 have these layers; Phi-3 fuses ``gate_up_proj`` and is refused.
 """
 from __future__ import annotations
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import subprocess
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -210,6 +210,7 @@ def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
                 rows.append(row('ours', name, shape, items, batch, timing, model.model.config, lora_r))
             except Exception as err:  # noqa: BLE001  (one setting failing must not lose the others' rows)
                 rows.append(dict(impl='ours', setting=name, shape=shape, error=failure(err)))
+                optimizer.zero_grad(set_to_none=True)  # no gradients of a failed step in the next row's memory
             print(json.dumps(rows[-1]), flush=True)
             free_memory()
     if profile_out:

@@ -70,6 +70,8 @@ LEVERS = {
     '+ varlen, Liger RMSNorm + SwiGLU': (dict(TOGETHER, liger=True), True),
     f'shipped: varlen, LoRA addmm, recompute {SHIPPED_RECOMPUTE} of 24': (SHIPPED, True),
     'shipped + Liger RMSNorm + SwiGLU': (dict(SHIPPED, liger=True), True),
+    'shipped + Liger, recompute 10 of 24': (dict(SHIPPED, liger=True, recompute=10), True),
+    'shipped + Liger, recompute 6 of 24': (dict(SHIPPED, liger=True, recompute=6), False),
     'shipped, recompute 18 of 24': (dict(SHIPPED, recompute=18), False),
     'shipped, recompute 10 of 24': (dict(SHIPPED, recompute=10), True),
     'shipped, no recompute': (dict(SHIPPED, recompute=None), True),

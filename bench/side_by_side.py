@@ -1,7 +1,14 @@
 """One GPU, same batches: our InternVL2 QLoRA step (each speed lever alone, then together) beside
 stock XTuner's ``InternVL_V1_5``, plus a profile of where our step's time goes.
 
-    python bench/side_by_side.py --preset internvl2-2b --stock-code .official/remote_code --out $OUT/bench.json
+    python bench/side_by_side.py --preset internvl2-2b --stock-code .official/remote_code --out $OUT/bench.json \
+        --profile $OUT/profile.txt --quick      # the lead's GPU run: < 8 minutes
+    python bench/side_by_side.py --preset tiny --quick --out /tmp/bench.json                 # CPU smoke test
+
+Ours and stock each run in a fresh child process (``--impl ours`` / ``--impl stock``; the default
+``both`` starts the two in turn and merges their rows), so neither inherits the other's memory.
+``--quick`` runs the settings marked quick with 1 warm-up and 3 timed steps; ``--settings`` keeps
+the settings whose names start with the given prefixes.
 
 A step is forward + backward + gradient clipping + AdamW on the trainables, the shipped config's
 recipe (nf4 LLM, LoRA r=128 with dropout 0.05, fp32 trainables); ours under bf16 autocast, stock
@@ -17,6 +24,7 @@ import gc
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -35,21 +43,44 @@ PEAK_FLOPS = 790e12
 GIB = 1024 ** 3
 CUDA = torch.cuda.is_available()  # the CPU runs the same code as a smoke test (no memory figures)
 DEVICE = 'cuda' if CUDA else 'cpu'
-# setting -> (packed rows, ViT under no_grad, fused loss, recompute, LoRA dropout on, micro-batch)
-BEFORE = dict(packed=False, vit_no_grad=False, fused=None, recompute=True, dropout=True, micro=4)
-SHIPPED = dict(packed=True, vit_no_grad=True, fused='liger', recompute=True, dropout=True, micro=16)
+# A setting: packed rows, packed-attention kernel, ViT under no_grad, fused loss, recompute (None:
+# off; 'all' or a number of LLM layers), LoRA dropout on, peft's input cast on, Liger RMSNorm/SwiGLU,
+# LoRA update inside addmm, micro-batch.
+BEFORE = dict(packed=False, kernel='auto', vit_no_grad=False, fused=None, recompute='all', dropout=True,
+              peft_cast=True, liger=False, addmm=False, micro=4)
+SHIPPED_RECOMPUTE = 14  # configs/internvl/internvl2_2b_qlora.py recompute_llm_layers (of 24)
+# the 2B config's model switches (batch_size 16, one packed row)
+SHIPPED = dict(BEFORE, packed=True, vit_no_grad=True, fused='liger', recompute=SHIPPED_RECOMPUTE, addmm=True, micro=16)
+LAST_SESSION = dict(SHIPPED, kernel='split', recompute='all', addmm=False)  # shipped before this one
+TOGETHER = dict(LAST_SESSION, kernel='auto')
+# name -> (setting, in --quick)
 LEVERS = {
-    'before (padded, ViT activations kept)': BEFORE,
-    'lever: ViT under no_grad': dict(BEFORE, vit_no_grad=True),
-    'lever: packed rows': dict(BEFORE, packed=True),
-    'lever: Liger fused loss': dict(BEFORE, fused='liger'),
-    'lever: micro-batch 16 (padded)': dict(BEFORE, micro=16),
-    'levers together, micro-batch 4': dict(SHIPPED, micro=4),
-    'shipped: together, micro-batch 16': SHIPPED,
-    'shipped, no recompute': dict(SHIPPED, recompute=False),
-    'shipped, LoRA dropout off (changes training)': dict(SHIPPED, dropout=False),
+    'before (padded, ViT activations kept)': (BEFORE, True),
+    'lever: ViT under no_grad': (dict(BEFORE, vit_no_grad=True), False),
+    'lever: packed rows, split attention': (dict(BEFORE, packed=True, kernel='split'), True),
+    'lever: packed rows, varlen attention': (dict(BEFORE, packed=True, kernel='varlen'), True),
+    'lever: Liger fused loss': (dict(BEFORE, fused='liger'), False),
+    'lever: LoRA addmm': (dict(BEFORE, addmm=True), False),
+    'lever: micro-batch 16 (padded)': (dict(BEFORE, micro=16), False),
+    '24 GB recipe: shipped switches, micro 4, recompute all': (dict(SHIPPED, micro=4, recompute='all'), True),
+    'last session shipped (split attention, recompute all), micro 16': (LAST_SESSION, True),
+    '+ varlen attention': (TOGETHER, True),
+    '+ varlen, peft input cast off': (dict(TOGETHER, peft_cast=False), True),
+    '+ varlen, LoRA addmm': (dict(TOGETHER, addmm=True), True),
+    '+ varlen, Liger RMSNorm + SwiGLU': (dict(TOGETHER, liger=True), True),
+    f'shipped: varlen, LoRA addmm, recompute {SHIPPED_RECOMPUTE} of 24': (SHIPPED, True),
+    'shipped + Liger RMSNorm + SwiGLU': (dict(SHIPPED, liger=True), True),
+    'shipped + Liger, recompute 10 of 24': (dict(SHIPPED, liger=True, recompute=10), True),
+    'shipped + Liger, recompute 6 of 24': (dict(SHIPPED, liger=True, recompute=6), False),
+    'shipped, recompute 18 of 24': (dict(SHIPPED, recompute=18), False),
+    'shipped, recompute 10 of 24': (dict(SHIPPED, recompute=10), True),
+    'shipped, no recompute': (dict(SHIPPED, recompute=None), True),
+    'shipped, LoRA dropout off (changes training)': (dict(SHIPPED, dropout=False), False),
 }
-LONG = {'before (padded, ViT activations kept)': BEFORE, 'levers together, micro-batch 4': dict(SHIPPED, micro=4)}
+LONG = {'before (padded, ViT activations kept)': (BEFORE, True),
+        '24 GB recipe: shipped switches, micro 4, recompute all': (dict(SHIPPED, micro=4, recompute='all'), True),
+        'last session shipped, micro 4': (dict(LAST_SESSION, micro=4), False),
+        f'shipped switches (recompute {SHIPPED_RECOMPUTE} of 24), micro 4': (dict(SHIPPED, micro=4), True)}
 
 
 def shipped_model_kwargs(model_dir: str) -> dict:
@@ -81,15 +112,24 @@ def model_flops(config, lengths, tiles: int, answer_tokens: int, lora_r: int) ->
 
 
 def apply_setting(model, setting: dict) -> None:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from xtuner_ext.models.liger_layers import use_liger_layers
+    from xtuner_ext.models.lora_addmm import use_lora_addmm
+    from xtuner_ext.models.packed_attention import enable_packed_attention
+
     model.frozen_vision_no_grad = setting['vit_no_grad']
     model.fused_loss = setting['fused']
-    if setting['recompute']:
-        model.model.gradient_checkpointing_enable()
-    else:
-        model.model.gradient_checkpointing_disable()
+    recompute = setting['recompute']
+    layers = len(model._decoder_and_head()[0].layers)  # a tiny preset has fewer than the 2B's 24
+    model.set_recompute(recompute is not None, None if recompute in (None, 'all') else min(recompute, layers))
+    enable_packed_attention(model.model.language_model, setting['kernel'])
+    use_liger_layers(model._decoder_and_head()[0], setting['liger'])
+    use_lora_addmm(model.model, setting['addmm'])
     for name, module in model.named_modules():
         if name.endswith('lora_dropout.default'):
             module.p = 0.05 if setting['dropout'] else 0.0
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = setting['peft_cast']
 
 
 def synchronize() -> None:
@@ -154,13 +194,15 @@ def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
     from xtuner_ext.models.internvl2_qlora import InternVL2QLoRA
 
     kwargs = shipped_model_kwargs(model_dir)
-    model = InternVL2QLoRA(**dict(kwargs, fused_loss=None))
+    model = InternVL2QLoRA(**dict(kwargs, fused_loss=None, recompute_llm_layers=None, liger_layers=False,
+                                   lora_addmm=False))  # the settings set these
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5, weight_decay=0.05)
     lora_r = kwargs['llm_lora']['r']
+    rows.append(dict(impl='ours', setting='varlen kernel probe (auto falls back to split when it fails)',
+                     error=varlen_probe(model) or 'passed'))
+    print(json.dumps(rows[-1]), flush=True)
     for shape in shapes:
-        for name, setting in (LEVERS if shape == 'clot' else LONG).items():
-            if args.settings and not any(name.startswith(prefix) for prefix in args.settings):
-                continue
+        for name, setting in selected(LEVERS if shape == 'clot' else LONG, args):
             items = instances(processor, shape, repeat=setting['micro'] // 4)
             collate = internvl2_packed_collate_fn if setting['packed'] else internvl2_collate_fn
             batch = collate(items)
@@ -168,8 +210,9 @@ def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
             try:
                 timing = time_steps(ours_step(model, optimizer, batch), args.warmup, args.steps)
                 rows.append(row('ours', name, shape, items, batch, timing, model.model.config, lora_r))
-            except torch.cuda.OutOfMemoryError as err:
-                rows.append(dict(impl='ours', setting=name, shape=shape, error=f'out of memory: {err}'[:200]))
+            except Exception as err:  # noqa: BLE001  (one setting failing must not lose the others' rows)
+                rows.append(dict(impl='ours', setting=name, shape=shape, error=failure(err)))
+                optimizer.zero_grad(set_to_none=True)  # no gradients of a failed step in the next row's memory
             print(json.dumps(rows[-1]), flush=True)
             free_memory()
     if profile_out:
@@ -180,8 +223,35 @@ def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
     free_memory()
 
 
+def varlen_probe(model) -> str:
+    """Whether torch's varlen kernel ran forward + backward here, for this LLM's head size."""
+    from xtuner_ext.models.packed_attention import _varlen_function, _varlen_probe_failure
+
+    if not CUDA or _varlen_function() is None:
+        return 'not tried (no CUDA or no torch.nn.attention.varlen)'
+    config = model._decoder_and_head()[0].config
+    head_dim = getattr(config, 'head_dim', None) or config.hidden_size // config.num_attention_heads
+    return _varlen_probe_failure(torch.device('cuda', torch.cuda.current_device()), torch.bfloat16, head_dim)
+
+
+def selected(settings: dict, args):
+    """(name, setting) pairs that --quick and --settings keep."""
+    for name, (setting, quick) in settings.items():
+        if args.quick and not quick:
+            continue
+        if args.settings and not any(name.startswith(prefix) for prefix in args.settings):
+            continue
+        yield name, setting
+
+
+def failure(err: Exception) -> str:
+    kind = 'out of memory' if isinstance(err, torch.cuda.OutOfMemoryError) else type(err).__name__
+    return f'{kind}: {err}'[:300]
+
+
 def profile(step, out: Path) -> None:
-    """Top CUDA ops of two shipped-setting steps (after warm-up)."""
+    """Top CUDA ops of two shipped-setting steps (after warm-up), then the same ops split by input
+    shape (which tensors the copies and elementwise kernels move)."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     step()
@@ -191,9 +261,13 @@ def profile(step, out: Path) -> None:
         for _ in range(2):
             step()
         synchronize()
-    table = prof.key_averages().table(sort_by='cuda_time_total' if CUDA else 'cpu_time_total', row_limit=30, max_name_column_width=60)
-    write_atomically(out, table.encode('utf-8'))
-    print(table, flush=True)
+    sort = 'cuda_time_total' if CUDA else 'cpu_time_total'
+    table = prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=60)
+    shapes = prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=40, max_name_column_width=40,
+                                                               max_shapes_column_width=80)
+    text = f'{table}\n\nBy input shape:\n{shapes}'
+    write_atomically(out, text.encode('utf-8'))
+    print(text, flush=True)
 
 
 def bench_stock(model_dir, processor, shapes, args, rows):
@@ -221,8 +295,8 @@ def bench_stock(model_dir, processor, shapes, args, rows):
             timing = time_steps(step, args.warmup, args.steps)
             rows.append(row('stock InternVL_V1_5', 'stock (eager attention, fp16 AMP)', shape, items,
                             internvl2_collate_fn(items), timing, _our_config(model_dir), 128))
-        except torch.cuda.OutOfMemoryError as err:
-            rows.append(dict(impl='stock InternVL_V1_5', shape=shape, error=f'out of memory: {err}'[:200]))
+        except Exception as err:  # noqa: BLE001
+            rows.append(dict(impl='stock InternVL_V1_5', shape=shape, error=failure(err)))
         print(json.dumps(rows[-1]), flush=True)
         free_memory()
 
@@ -241,6 +315,38 @@ def markdown(rows) -> str:
     return '\n'.join(lines)
 
 
+def run_impl(args) -> list:
+    """This process benchmarks one implementation (ours or stock) and returns its rows."""
+    from bench.train_step import prepare
+    from xtuner_ext.models.internvl2 import InternVL2Processor
+
+    paths = prepare(Path(args.root).resolve(), args.preset)
+    processor = InternVL2Processor.from_pretrained(paths['model_dir'], max_dynamic_patch=6)
+    rows = []
+    if args.impl == 'ours':
+        bench_ours(paths['model_dir'], processor, args.shapes, args, rows, Path(args.profile) if args.profile else None)
+        return rows
+    try:
+        bench_stock(paths['model_dir'], processor, args.shapes, args, rows)
+    except Exception:  # noqa: BLE001  (report why stock did not run)
+        rows.append(dict(impl='stock InternVL_V1_5', error=traceback.format_exc()[-1500:]))
+        print(rows[-1]['error'], flush=True)
+    return rows
+
+
+def run_children(argv: list, args) -> list:
+    """Ours, then stock (with --stock-code), each in a fresh process: clean GPU memory for both."""
+    rows = []
+    for impl in ['ours'] + (['stock'] if args.stock_code else []):
+        out = Path(f'{args.out}.{impl}.json')
+        code = subprocess.run([sys.executable, __file__, *argv, '--impl', impl, '--out', str(out)]).returncode
+        if out.is_file():
+            rows += json.loads(out.read_text(encoding='utf-8'))['rows']
+        if code:
+            rows.append(dict(impl=impl, error=f'the {impl} process exited with {code} (its log is above)'))
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--preset', default='internvl2-2b')
@@ -252,21 +358,15 @@ def main(argv=None) -> int:
     parser.add_argument('--profile', help='write the profile table here')
     parser.add_argument('--stock-lora-r', type=int, default=128)
     parser.add_argument('--settings', nargs='+', help='only the settings whose names start with these')
+    parser.add_argument('--quick', action='store_true', help='the settings marked quick, 1 warm-up + 3 timed steps')
+    parser.add_argument('--impl', choices=['both', 'ours', 'stock'], default='both',
+                        help='both: ours, then stock, each in a fresh child process')
     parser.add_argument('--out', required=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    from bench.train_step import prepare
-    from xtuner_ext.models.internvl2 import InternVL2Processor
-
-    paths = prepare(Path(args.root).resolve(), args.preset)
-    processor = InternVL2Processor.from_pretrained(paths['model_dir'], max_dynamic_patch=6)
-    rows = []
-    bench_ours(paths['model_dir'], processor, args.shapes, args, rows, Path(args.profile) if args.profile else None)
-    if args.stock_code:
-        try:
-            bench_stock(paths['model_dir'], processor, args.shapes, args, rows)
-        except Exception:  # report why stock did not run; ours' rows stand
-            rows.append(dict(impl='stock InternVL_V1_5', error=traceback.format_exc()[-1500:]))
-            print(rows[-1]['error'], flush=True)
+    if args.quick:
+        args.warmup, args.steps = 1, 3
+    rows = run_children(argv, args) if args.impl == 'both' else run_impl(args)
     table = markdown(rows)
     print(table)
     write_atomically(Path(args.out), json.dumps(dict(rows=rows, table=table), indent=1).encode('utf-8'))

@@ -86,6 +86,19 @@ def clot_like_data(root: Path, model_dir: str, records: int) -> Path:
     return write_clot_like_folder(root / f'clot_like_{records}', processor, records)
 
 
+def hook_data_overrides(config_path: Path, data_path: Path) -> list:
+    """--cfg-options pointing the config's before/after chat hook at ``data_path`` (its own default,
+    the CLoT folder's ex_cn.json or a heldout.json, does not exist in a generated folder)."""
+    from mmengine.config import Config
+
+    for index, hook in enumerate(Config.fromfile(str(config_path)).get('custom_hooks', [])):
+        if 'train_data' in hook:
+            key = f'custom_hooks.{index}'
+            return [f'{key}.train_data={data_path}', f'{key}.image_folder={data_path.parent}',
+                    *([f'{key}.heldout_data=None'] if hook.get('heldout_data') else [])]
+    return []
+
+
 def full_run_estimate(summary: dict, full_iterations: int) -> dict:
     """Measured wall time (start-up, the timed iterations, the final save) plus the missing
     iterations at the median step time: the whole run, extrapolated."""
@@ -118,9 +131,11 @@ def main(argv=None) -> int:
     paths = prepare(root, args.preset)
     work_dir = root / f'work_{args.preset}_{args.deepspeed or "amp"}_{args.answer_chars}'
     data_path = Path(paths['data_dir']) / 'train.json'
+    hook_options = []
     if args.clot_like_records:
         data_path = clot_like_data(root, paths['model_dir'], args.clot_like_records)
         paths['data_dir'] = str(data_path.parent)
+        hook_options = hook_data_overrides(config_path, data_path)
     if args.answer_chars:
         data_path = stretched_answers(Path(paths['data_dir']), args.answer_chars)
     env = dict(os.environ, XTUNER_EXT_MODEL_PATH=paths['model_dir'], XTUNER_EXT_DATA_ROOT=paths['data_dir'])
@@ -129,7 +144,7 @@ def main(argv=None) -> int:
                '--cfg-options', f'train_cfg.max_epochs={args.epochs}',
                'log_processor.window_size=1', 'default_hooks.logger.interval=1',
                'default_hooks.checkpoint.interval=100000', f'train_dataloader.dataset.data_path={data_path}',
-               f'train_dataloader.batch_size={batch_size}',
+               f'train_dataloader.batch_size={batch_size}', *hook_options,
                *args.cfg_options]
     logs_before = set(work_dir.glob('*/*.log'))
     started = time.time()

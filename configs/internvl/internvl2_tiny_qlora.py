@@ -37,6 +37,8 @@ model = dict(
     model_path=model_path,
     llm_lora=dict(r=32, lora_alpha=64),
     gradient_checkpointing=False,  # short sequences: recomputation costs more than it saves
+    recompute_llm_layers=None,  # (the 2B recipe's partial recomputation needs checkpointing on)
+    lora_addmm=False,  # peft's own LoRA forward: the rounding the demo's learning was tuned with
     processor=processor,
     generation_config=dict(max_new_tokens=24),
 )

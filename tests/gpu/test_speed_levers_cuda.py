@@ -74,3 +74,77 @@ def test_liger_fused_loss_matches_the_plain_loss_on_cuda(model_and_samples):
         _assert_close(reference, _run(model, batch))
     finally:
         model.fused_loss = None
+
+
+def _packed_kernel(model, kernel):
+    from xtuner_ext.models.packed_attention import enable_packed_attention
+
+    enable_packed_attention(model.model.language_model, kernel)
+
+
+def test_varlen_attention_matches_per_sample_sdpa_on_cuda(model_and_samples):
+    """One varlen flash call over the packed row = one SDPA call per sample (torch.split)."""
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+    from xtuner_ext.models.packed_attention import _varlen_probe_failure, varlen_unavailable_reason
+
+    model, samples = model_and_samples
+    probe = torch.zeros(1, 2, 8, 64, device='cuda', dtype=torch.bfloat16)
+    assert varlen_unavailable_reason(probe, 0.0, None) is None, varlen_unavailable_reason(probe, 0.0, None)
+    for head_dim in (16, 128):  # the tiny model's and InternVL2-2B's
+        failure = _varlen_probe_failure(probe.device, torch.bfloat16, head_dim)
+        assert failure is None, failure
+    batch = internvl2_packed_collate_fn(samples)
+    model.fused_loss = None
+    try:
+        _packed_kernel(model, 'split')
+        reference = _run(model, batch)
+        _packed_kernel(model, 'varlen')
+        _assert_close(reference, _run(model, batch))
+    finally:
+        _packed_kernel(model, 'auto')
+
+
+def test_partial_recompute_matches_full_recompute_on_cuda(model_and_samples):
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+
+    model, samples = model_and_samples
+    batch = internvl2_packed_collate_fn(samples)
+    model.fused_loss = None
+    reference = _run(model, batch)
+    try:
+        model.set_recompute(True, llm_layers=1)
+        _assert_close(reference, _run(model, batch))
+    finally:
+        model.set_recompute(True)
+
+
+def test_liger_layers_match_transformers_layers_on_cuda(model_and_samples):
+    """Liger's fused RMSNorm and SwiGLU give transformers' loss and gradients (bf16 tolerance)."""
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+    from xtuner_ext.models.liger_layers import use_liger_layers
+
+    model, samples = model_and_samples
+    batch = internvl2_packed_collate_fn(samples)
+    model.fused_loss = None
+    decoder = model._decoder_and_head()[0]
+    reference = _run(model, batch)
+    try:
+        use_liger_layers(decoder)
+        _assert_close(reference, _run(model, batch))
+    finally:
+        use_liger_layers(decoder, enabled=False)
+
+
+def test_lora_addmm_matches_peft_forward_on_cuda(model_and_samples):
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+    from xtuner_ext.models.lora_addmm import use_lora_addmm
+
+    model, samples = model_and_samples
+    batch = internvl2_packed_collate_fn(samples)
+    model.fused_loss = None
+    reference = _run(model, batch)
+    try:
+        assert use_lora_addmm(model.model) > 0
+        _assert_close(reference, _run(model, batch))
+    finally:
+        use_lora_addmm(model.model, enabled=False)

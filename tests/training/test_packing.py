@@ -1,11 +1,13 @@
-"""Speed levers keep training the same: packed rows, a no-grad frozen ViT and the fused-loss switch
-give the loss and gradients of the plain right-padded path (tiny model, real nf4 layers, fp32 CPU).
+"""Speed levers keep training the same: packed rows (split attention; the varlen call's layout), a
+no-grad frozen ViT, the fused-loss switch, partial recomputation and the LoRA addmm give the loss
+and gradients of the plain path (tiny model, real nf4 layers, fp32 CPU).
 
 Tolerance: fp32, different summation order only -> loss within 1e-5 relative, every gradient within
 rtol 1e-4 / atol 1e-6 of the plain path's.
 """
 import pytest
 import torch
+import torch.nn.functional as F
 
 from training_helpers import IGNORE, lora
 
@@ -97,7 +99,7 @@ def test_fused_loss_rejects_unknown_names(make_qlora):
 def test_packed_attention_rejects_bounds_that_do_not_cover_the_row(make_qlora, train_dataset):
     model = make_qlora()
     batch = internvl2_packed_collate_fn(_samples(train_dataset, 2))['data']
-    batch['cu_seqlens'] = batch['cu_seqlens'][:-1]
+    batch["cu_seqlens"] = batch["cu_seqlens"][:-1]
     with pytest.raises(ValueError, match='packed batch is one row'):
         model(batch, mode='loss')
 
@@ -124,3 +126,144 @@ def test_packed_decoder_matches_each_sample_alone(fixture):
         positions = torch.cat([torch.arange(n) for n in lengths])[None]
         packed = run_packed_decoder(decoder, embeds, positions, torch.tensor([0, 7, 19, 24]))[0]
     torch.testing.assert_close(packed, alone, rtol=1e-4, atol=1e-5)
+
+
+def _count_layer_calls(model):
+    """Forward calls per LLM decoder layer, counted at its first projection (a recomputed layer runs
+    it twice in a training step; torch stops a recomputation early, so the layer's own hook may not fire)."""
+    calls = {}
+    for index, layer in enumerate(model._decoder_and_head()[0].layers):
+        layer.self_attn.q_proj.register_forward_hook(
+            lambda module, args, output, index=index: calls.update({index: calls.get(index, 0) + 1}))
+    return calls
+
+
+@pytest.mark.parametrize('collate', [internvl2_packed_collate_fn, internvl2_collate_fn])
+def test_recomputing_some_layers_keeps_gradients_and_skips_the_others(make_qlora, train_dataset, collate):
+    """recompute_llm_layers=1: layer 0 runs twice (forward + recompute), the others once; the loss
+    and gradients are those of full recomputation (packed rows and padded batches alike)."""
+    model = make_qlora(llm_lora=lora(r=4), gradient_checkpointing=True)
+    _randomize_lora_b(model)
+    batch = collate(_samples(train_dataset))
+    reference = _loss_and_grads(model, batch)
+    model.set_recompute(True, llm_layers=1)
+    calls = _count_layer_calls(model)
+    partial = _loss_and_grads(model, batch)
+    layers = len(model._decoder_and_head()[0].layers)
+    assert layers >= 2 and calls == {0: 2, **{i: 1 for i in range(1, layers)}}, calls
+    _assert_same(reference, partial)
+
+
+def test_recompute_settings_are_checked(make_qlora):
+    with pytest.raises(ValueError, match='recompute_llm_layers must be between 0 and'):
+        make_qlora(gradient_checkpointing=True, recompute_llm_layers=99)
+    with pytest.raises(ValueError, match='needs gradient_checkpointing=True'):
+        make_qlora(gradient_checkpointing=False, recompute_llm_layers=1)
+
+
+def test_packed_attention_kernel_choice(make_qlora, train_dataset):
+    """'varlen' says why it cannot run on the CPU (fp32, no CUDA); unknown names fail at build time.
+    'auto' falls back to the split kernel there (the tests above)."""
+    with pytest.raises(ValueError, match='packed_attention must be one of'):
+        make_qlora(packed_attention='flash')
+    model = make_qlora(packed_attention='varlen')
+    with pytest.raises(RuntimeError, match="packed_attention='varlen' cannot run here: .*use 'auto' or 'split'"):
+        model(internvl2_packed_collate_fn(_samples(train_dataset, 2))['data'], mode='loss')
+
+
+def test_liger_layers_keep_cpu_outputs_and_state_and_refuse_phi3():
+    """The Liger routing changes nothing off CUDA (outputs, parameter names) and refuses Phi-3's fused
+    gate_up MLP by name; the CUDA kernels themselves are checked in tests/gpu."""
+    from pathlib import Path
+
+    from xtuner_ext.models.internvl2 import InternVLChatModel
+    from xtuner_ext.models.liger_layers import use_liger_layers
+
+    fixtures = Path(__file__).resolve().parents[1] / 'fixtures'
+    llm = InternVLChatModel.from_pretrained(fixtures / 'internvl2_tiny', torch_dtype=torch.float32).language_model
+    decoder = llm.get_decoder()
+    ids = torch.randint(3, llm.config.vocab_size, (1, 9), generator=torch.Generator().manual_seed(0))
+    keys = list(llm.state_dict())
+    with torch.no_grad():
+        before = decoder(input_ids=ids).last_hidden_state
+        use_liger_layers(decoder)
+        after = decoder(input_ids=ids).last_hidden_state
+    assert torch.equal(before, after) and list(llm.state_dict()) == keys
+    phi3 = InternVLChatModel.from_pretrained(fixtures / 'internvl2_tiny_phi3', torch_dtype=torch.float32)
+    with pytest.raises(ValueError, match='gate_up_proj'):
+        use_liger_layers(phi3.language_model.get_decoder())
+
+
+def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, window_size=None, is_causal=False, scale=None,
+                      enable_gqa=False):
+    """torch's varlen_attn contract ([T, H, D] in and out, causal within each cu_seqlens range), in
+    plain SDPA: stands in for the CUDA kernel so the CPU checks the layout handling around it."""
+    assert window_size == (-1, 0) or is_causal
+    bounds = cu_q.tolist()
+    assert bounds == cu_k.tolist() and max_q == max(e - s for s, e in zip(bounds[:-1], bounds[1:]))
+    outputs = [F.scaled_dot_product_attention(*(t[s:e].transpose(0, 1) for t in (q, k, v)), is_causal=True, scale=scale,
+                                              enable_gqa=enable_gqa).transpose(0, 1)
+               for s, e in zip(bounds[:-1], bounds[1:])]
+    return torch.cat(outputs)
+
+
+@pytest.mark.parametrize('spelling', ['torch 2.10/2.11', 'torch 2.12+'])
+def test_varlen_call_lays_out_the_row_like_the_split_path(monkeypatch, spelling):
+    """The varlen path's transposes, GQA handling and output layout ([1, T, H, D]) give the split
+    path's output, whichever keywords this torch's varlen_attn takes (the kernel runs in tests/gpu)."""
+    from xtuner_ext.models import packed_attention as pa
+
+    new = spelling == 'torch 2.12+'
+    causal = dict(window_size=(-1, 0)) if new else dict(is_causal=True)
+    monkeypatch.setattr(pa, '_varlen_function', lambda: pa._Varlen(_reference_varlen, causal, new, new))
+    generator = torch.Generator().manual_seed(0)
+    lengths, heads, kv_heads, dim = [5, 9, 3], 4, 2, 8
+    total = sum(lengths)
+    # [1, H, T, D] views of [T, H, D] memory, as transformers' attention layers hand them over
+    query, key, value = (torch.randn(1, total, h, dim, generator=generator).transpose(1, 2)
+                         for h in (heads, kv_heads, kv_heads))
+    row = pa.PackedRow.from_cu_seqlens(torch.tensor([0, 5, 14, 17]), torch.device('cpu'))
+    varlen = pa._varlen_attention(query, key, value, row, heads // kv_heads, dim ** -0.5)
+    split = pa._split_attention(query, key, value, row, heads // kv_heads, dim ** -0.5, 0.0)
+    assert varlen.shape == split.shape == (1, total, heads, dim)
+    torch.testing.assert_close(varlen, split, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('collate', [internvl2_packed_collate_fn, internvl2_collate_fn])
+def test_lora_addmm_gives_peft_loss_and_gradients(make_qlora, train_dataset, collate):
+    """The LoRA update inside one addmm = peft's clone + scale + add: same loss and gradients
+    (fp32), with LoRA dropout on (same seed -> the same masks) and recomputation on."""
+    from xtuner_ext.models.lora_addmm import use_lora_addmm
+
+    from torch.overrides import TorchFunctionMode
+
+    class CountAddmm(TorchFunctionMode):
+        calls = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            CountAddmm.calls += func is torch.addmm
+            return func(*args, **(kwargs or {}))
+
+    model = make_qlora(llm_lora=lora(r=4, dropout=0.1), gradient_checkpointing=True)
+    _randomize_lora_b(model)
+    batch = collate(_samples(train_dataset))
+    torch.manual_seed(0)
+    reference = _loss_and_grads(model, batch)
+    assert use_lora_addmm(model.model) == 2 * 7  # every adapted projection of the tiny LLM's 2 layers
+    torch.manual_seed(0)
+    with CountAddmm():
+        routed = _loss_and_grads(model, batch)
+    assert CountAddmm.calls >= 2 * 7, CountAddmm.calls  # the routed forward ran (and again in recomputation)
+    _assert_same(reference, routed)
+    use_lora_addmm(model.model, enabled=False)
+    torch.manual_seed(0)
+    _assert_same(reference, _loss_and_grads(model, batch))
+
+
+def test_varlen_probe_reports_a_kernel_that_cannot_run():
+    """'auto' tries torch's varlen kernel once per device/dtype (forward and backward) before using
+    it; where it fails (here: the CPU, which has no such kernel) the probe says why instead of raising."""
+    from xtuner_ext.models.packed_attention import _varlen_probe_failure
+
+    failure = _varlen_probe_failure(torch.device('cpu'), torch.bfloat16, 16)
+    assert failure and failure.startswith('the varlen kernel failed on a tiny row'), failure

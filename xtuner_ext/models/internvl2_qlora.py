@@ -22,6 +22,9 @@ from xtuner_ext.models.internvl2 import InternVL2Processor, InternVLChatModel
 from xtuner_ext.models.answer_loss import answer_loss, check_fused_loss
 from xtuner_ext.models.packed_attention import enable_packed_attention, run_packed_decoder
 from xtuner_ext.models.quantization import QuantizationSettings, quantize_linear_layers
+from xtuner_ext.models.liger_layers import use_liger_layers
+from xtuner_ext.models.lora_addmm import use_lora_addmm
+from xtuner_ext.models.recompute import select_recomputed_layers
 
 IGNORE_INDEX = -100
 DtypeLike = Union[str, torch.dtype]
@@ -95,6 +98,15 @@ class InternVL2QLoRA(BaseModel):
         llm_lora / visual_encoder_lora: ``None``, a peft ``LoraConfig`` or its keyword dict.
         torch_dtype: dtype of the frozen weights; ``'auto'`` = bf16 on GPU, fp32 on CPU.
         gradient_checkpointing: recompute ViT and LLM layers in backward.
+        recompute_llm_layers: with ``gradient_checkpointing``, recompute only the first this many
+            LLM decoder layers and keep the others' activations (faster, more memory; same
+            gradients; ``recompute.py``); ``None`` recomputes all.
+        packed_attention: kernel for packed rows: ``'auto'`` (one varlen flash call per layer on
+            CUDA bf16/fp16, per-sample SDPA elsewhere), ``'varlen'`` or ``'split'`` (``packed_attention.py``).
+        liger_layers: run the LLM's RMSNorms and SwiGLU MLPs through Liger's fused kernels on CUDA
+            (``liger_layers.py``; the CPU keeps transformers' code).
+        lora_addmm: add each LoRA update inside one GEMM (``torch.addmm``) instead of peft's clone,
+            scale and add (``lora_addmm.py``; same function, one rounding instead of three).
         pretrained_pth: a trainable-state checkpoint of this model to start from (strict).
         generation_config: used by ``mode='predict'`` and :meth:`chat` (greedy by default).
         processor: overrides for the :class:`InternVL2Processor` (tiling, system message), e.g.
@@ -115,7 +127,9 @@ class InternVL2QLoRA(BaseModel):
                  torch_dtype: DtypeLike = 'auto', gradient_checkpointing: bool = True,
                  pretrained_pth: Optional[str] = None, generation_config: Optional[dict] = None,
                  processor: Optional[dict] = None, fused_loss: Optional[str] = None,
-                 frozen_vision_no_grad: bool = True, data_preprocessor: Optional[dict] = None):
+                 frozen_vision_no_grad: bool = True, recompute_llm_layers: Optional[int] = None,
+                 packed_attention: str = 'auto', liger_layers: bool = False, lora_addmm: bool = False,
+                 data_preprocessor: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor)
         if quantization_llm and not llm_lora and not freeze_llm:
             raise ValueError('quantization_llm needs freeze_llm=True or llm_lora: 4-bit weights cannot train')
@@ -138,12 +152,15 @@ class InternVL2QLoRA(BaseModel):
             self.model.vision_model = self._add_lora(self.model.vision_model, visual_encoder_lora)
         self._freeze(freeze_llm, freeze_visual_encoder, freeze_projector)
         self._trainable_to_fp32()
-        enable_packed_attention(self.model.language_model)
+        enable_packed_attention(self.model.language_model, packed_attention)
+        if liger_layers:
+            use_liger_layers(self._decoder_and_head()[0])
+        if lora_addmm:
+            use_lora_addmm(self.model)
         self.fused_loss = fused_loss
         check_fused_loss(fused_loss, self._decoder_and_head()[1])
         self.frozen_vision_no_grad = frozen_vision_no_grad
-        if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+        self.set_recompute(gradient_checkpointing, recompute_llm_layers)
         self._register_load_state_dict_pre_hook(self._check_trainable_state, with_module=False)
         if pretrained_pth:
             self.load_trainable_state(pretrained_pth)
@@ -185,6 +202,16 @@ class InternVL2QLoRA(BaseModel):
         # An fp32 projector then meets the bf16 ViT output: cast at its door (autocast does this in
         # training, but chat() runs without autocast).
         self.model.mlp1.register_forward_pre_hook(_cast_inputs_to_own_dtype)
+
+    def set_recompute(self, enabled: bool, llm_layers: Optional[int] = None) -> None:
+        """Gradient checkpointing on/off; ``llm_layers``: how many LLM layers recompute (None: all)."""
+        if not enabled:
+            if llm_layers is not None:
+                raise ValueError(f'recompute_llm_layers={llm_layers} needs gradient_checkpointing=True')
+            self.model.gradient_checkpointing_disable()
+            return
+        self.model.gradient_checkpointing_enable()
+        select_recomputed_layers(self._decoder_and_head()[0], llm_layers)
 
     def init_weights(self) -> None:
         """Weights come from ``model_path`` (and peft's LoRA init); the runner must not re-init."""

@@ -2,48 +2,178 @@
 
 A packed row is the samples' tokens end to end, with ``position_ids`` restarting at 0 for each
 sample and ``cu_seqlens`` (``[0, n1, n1+n2, ...]``) marking where each one starts. Attention runs
-as one causal SDPA call per sample (the flash kernel on a GPU), so a packed row computes exactly
-what the same samples compute right-padded in a batch, without the padding.
+either as one variable-length flash call over the whole row (``'varlen'``: torch's
+``torch.nn.attention.varlen``, CUDA, bf16/fp16) or as one causal SDPA call per sample on
+``torch.split`` views (``'split'``: any device; its backward is one concatenation per tensor,
+where per-sample slicing zero-filled a full-size gradient for every sample). Both compute exactly
+what the same samples compute right-padded in a batch, without the padding. ``'auto'`` takes
+varlen where it runs, split elsewhere (the CPU, fp32, attention dropout, torch < 2.10).
 
 transformers 4.48's decoder loop drops attention keyword arguments under gradient checkpointing,
-so :func:`run_packed_decoder` runs the layers itself and hands them the sample bounds; the
+so :func:`run_packed_decoder` runs the layers itself and hands them a :class:`PackedRow`; the
 attention modules dispatch through :data:`PACKED_SDPA`, which is plain transformers SDPA whenever
-no bounds are given (batches, generation).
+no row is given (batches, generation).
 """
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence
+import functools
+import inspect
+import warnings
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from xtuner_ext.models.recompute import is_recomputed
+
 PACKED_SDPA = 'xtuner_ext_packed_sdpa'
+PACKED_KERNELS = ('auto', 'varlen', 'split')
+
+
+@dataclass(frozen=True)
+class PackedRow:
+    """Sample bounds of one packed row: host ints (for splitting) and the int32 device tensor and
+    longest sample that a varlen kernel takes. Built once per step, shared by every layer.
+    ``varlen_failure``: why the varlen kernel failed its probe on this GPU (None: it passed, or
+    was not tried)."""
+    bounds: Tuple[int, ...]
+    cu_seqlens: torch.Tensor
+    max_length: int
+    varlen_failure: Optional[str] = None
+
+    @classmethod
+    def from_cu_seqlens(cls, cu_seqlens: torch.Tensor, device: torch.device,
+                        varlen_failure: Optional[str] = None) -> 'PackedRow':
+        bounds = tuple(int(b) for b in cu_seqlens.tolist())  # one host sync per step, not per layer
+        lengths = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
+        return cls(bounds, cu_seqlens.to(device=device, dtype=torch.int32), max(lengths, default=0), varlen_failure)
+
+    @property
+    def lengths(self) -> Tuple[int, ...]:
+        return tuple(e - s for s, e in zip(self.bounds[:-1], self.bounds[1:]))
+
+
+@dataclass(frozen=True)
+class _Varlen:
+    function: object
+    causal: dict  # the keywords that make it causal
+    takes_scale: bool
+    takes_gqa: bool  # fewer key/value heads than query heads, without repeating them
+
+
+@functools.lru_cache(maxsize=1)
+def _varlen_function() -> Optional[_Varlen]:
+    """torch's varlen attention as this torch spells it, or None (torch < 2.10). torch 2.10/2.11
+    take ``is_causal=True``; 2.12+ ``window_size=(-1, 0)``, ``scale`` and ``enable_gqa``."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    parameters = inspect.signature(varlen_attn).parameters
+    if 'window_size' in parameters:
+        causal = dict(window_size=(-1, 0))
+    elif 'is_causal' in parameters:
+        causal = dict(is_causal=True)
+    else:
+        return None
+    return _Varlen(varlen_attn, causal, 'scale' in parameters, 'enable_gqa' in parameters)
+
+
+def varlen_unavailable_reason(query: torch.Tensor, dropout: float, scaling: Optional[float]) -> Optional[str]:
+    """Why the varlen kernel cannot run this call (None: it can)."""
+    found = _varlen_function()
+    if found is None:
+        return f'torch {torch.__version__} has no torch.nn.attention.varlen.varlen_attn (torch >= 2.10 has)'
+    if not query.is_cuda or query.dtype not in (torch.float16, torch.bfloat16):
+        return f'varlen attention needs CUDA bf16/fp16 tensors, got {query.device.type} {query.dtype}'
+    if dropout:
+        return f'varlen attention has no attention dropout (got {dropout})'
+    default_scale = query.shape[-1] ** -0.5
+    if not found.takes_scale and scaling is not None and abs(scaling - default_scale) > 1e-12:
+        return f'this torch varlen_attn has no scale argument and the model scales by {scaling}'
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _varlen_probe_failure(device: torch.device, dtype: torch.dtype, head_dim: int) -> Optional[str]:
+    """Run the kernel once, forward and backward, on a tiny packed row (this GPU, dtype, head size):
+    the error text if it fails (an old GPU, a torch build without the backward), else None. Runs
+    before the layers (outside any checkpointed region, whose saved-tensor hooks it would meet)."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 8, head_dim, device=device, dtype=dtype, generator=generator).requires_grad_()
+               for _ in range(3))
+    row = PackedRow.from_cu_seqlens(torch.tensor([0, 3, 8]), device)
+    try:
+        with torch.enable_grad():
+            torch.autograd.grad(_varlen_attention(q, k, v, row, 1, head_dim ** -0.5).float().sum(), (q, k, v))
+    except Exception as err:  # noqa: BLE001  (reported: 'auto' says why it falls back, 'varlen' raises it)
+        return f'the varlen kernel failed on a tiny row: {type(err).__name__}: {err}'[:500]
+    return None
+
+
+def _varlen_attention(query, key, value, row: PackedRow, groups: int, scaling: Optional[float]) -> torch.Tensor:
+    """``[1, H, T, D]`` -> ``[1, T, H, D]`` in one kernel call (GQA keys/values repeated where
+    this torch's kernel cannot share them)."""
+    varlen = _varlen_function()
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, H, D]: how q/k/v lie in memory
+    extra = dict(varlen.causal)
+    if varlen.takes_scale and scaling is not None:
+        extra['scale'] = scaling
+    if groups > 1 and varlen.takes_gqa:
+        extra['enable_gqa'] = True
+    elif groups > 1:
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # = transformers' repeat_kv
+    out = varlen.function(q.contiguous(), k.contiguous(), v.contiguous(), row.cu_seqlens, row.cu_seqlens,
+                          row.max_length, row.max_length, **extra)
+    return out[None]
+
+
+def _split_attention(query, key, value, row: PackedRow, groups: int, scaling: Optional[float],
+                     dropout: float) -> torch.Tensor:
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    lengths = row.lengths
+    outputs = [F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
+               for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous()
 
 
 def packed_sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                           attention_mask: Optional[torch.Tensor], dropout: float = 0.0,
-                          scaling: Optional[float] = None, packed_bounds: Optional[Sequence[int]] = None, **kwargs):
-    """transformers' attention-function signature; ``packed_bounds`` = ``cu_seqlens`` as ints."""
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+                          scaling: Optional[float] = None, packed_row: Optional[PackedRow] = None, **kwargs):
+    """transformers' attention-function signature, plus ``packed_row`` for a packed batch."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if packed_bounds is None:
+    if packed_row is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    if query.shape[0] != 1 or packed_bounds[-1] != query.shape[2]:
+    if query.shape[0] != 1 or packed_row.bounds[-1] != query.shape[2]:
         raise ValueError(f'a packed batch is one row whose length is cu_seqlens[-1]; got {query.shape[0]} row(s) of '
-                         f'{query.shape[2]} tokens and cu_seqlens ending at {packed_bounds[-1]}')
+                         f'{query.shape[2]} tokens and cu_seqlens ending at {packed_row.bounds[-1]}')
     groups = getattr(module, 'num_key_value_groups', 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    outputs = [F.scaled_dot_product_attention(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], dropout_p=dropout,
-                                              scale=scaling, is_causal=True)
-               for s, e in zip(packed_bounds[:-1], packed_bounds[1:])]
-    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+    kernel = getattr(module.config, 'packed_kernel', 'auto')
+    reason = 'split requested' if kernel == 'split' else (
+        varlen_unavailable_reason(query, dropout, scaling) or packed_row.varlen_failure)
+    if kernel == 'varlen' and reason:
+        raise RuntimeError(f"packed_attention='varlen' cannot run here: {reason}; use 'auto' or 'split'")
+    if kernel == 'auto' and reason and query.is_cuda:
+        _warn_once(f"packed_attention='auto' runs per-sample SDPA on this GPU: {reason}")
+    if reason is None:
+        return _varlen_attention(query, key, value, packed_row, groups, scaling), None
+    return _split_attention(query, key, value, packed_row, groups, scaling, dropout), None
 
 
-def enable_packed_attention(language_model: nn.Module) -> None:
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    warnings.warn(message)
+
+
+def enable_packed_attention(language_model: nn.Module, kernel: str = 'auto') -> None:
     """Let every attention layer take packed rows (unchanged for everything else).
 
     Only the attention layers see the new implementation name, through a copy of the config:
@@ -51,6 +181,8 @@ def enable_packed_attention(language_model: nn.Module) -> None:
     """
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+    if kernel not in PACKED_KERNELS:
+        raise ValueError(f'packed_attention must be one of {PACKED_KERNELS}, got {kernel!r}')
     ALL_ATTENTION_FUNCTIONS[PACKED_SDPA] = packed_sdpa_attention
     attentions = [m for name, m in language_model.named_modules() if name.endswith('self_attn')]
     if not attentions:
@@ -62,23 +194,39 @@ def enable_packed_attention(language_model: nn.Module) -> None:
                          "with attn_implementation='sdpa')")
     packed_config = copy.copy(config)
     packed_config._attn_implementation = PACKED_SDPA
+    packed_config.packed_kernel = kernel
     for attention in attentions:
         attention.config = packed_config
+
+
+def _probe_for(decoder: nn.Module, inputs_embeds: torch.Tensor) -> Optional[str]:
+    """The varlen probe's verdict for the attention dtype this forward will run (once per GPU/dtype)."""
+    device = inputs_embeds.device
+    kernel = getattr(decoder.layers[0].self_attn.config, 'packed_kernel', 'auto')
+    autocast = torch.is_autocast_enabled(device.type)
+    dtype = torch.get_autocast_dtype(device.type) if autocast else inputs_embeds.dtype
+    if kernel == 'split' or device.type != 'cuda' or dtype not in (torch.float16, torch.bfloat16) \
+            or _varlen_function() is None:
+        return None
+    config = decoder.config
+    head_dim = getattr(config, 'head_dim', None) or config.hidden_size // config.num_attention_heads
+    return _varlen_probe_failure(device, dtype, head_dim)
 
 
 def run_packed_decoder(decoder: nn.Module, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
                        cu_seqlens: torch.Tensor) -> torch.Tensor:
     """The decoder stack (a transformers ``*Model``) over one packed row -> final hidden states.
 
-    Layers are recomputed in backward when the decoder has gradient checkpointing on.
+    With gradient checkpointing on, the layers ``recompute.py`` selects (all by default) are
+    recomputed in backward; the others keep their activations.
     """
-    bounds = tuple(int(b) for b in cu_seqlens.tolist())  # one host sync per step, not per layer
+    row = PackedRow.from_cu_seqlens(cu_seqlens, inputs_embeds.device, _probe_for(decoder, inputs_embeds))
     hidden = inputs_embeds
     position_embeddings = decoder.rotary_emb(hidden, position_ids)
     recompute = decoder.gradient_checkpointing and decoder.training and torch.is_grad_enabled()
     for layer in decoder.layers[:decoder.config.num_hidden_layers]:
-        kwargs = dict(position_ids=position_ids, position_embeddings=position_embeddings, packed_bounds=bounds)
-        if recompute:
+        kwargs = dict(position_ids=position_ids, position_embeddings=position_embeddings, packed_row=row)
+        if recompute and is_recomputed(layer):
             hidden = checkpoint(layer, hidden, use_reentrant=False, **kwargs)[0]
         else:
             hidden = layer(hidden, **kwargs)[0]

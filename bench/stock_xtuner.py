@@ -65,6 +65,7 @@ def build_stock(folder: Path, lora_r: int = 128, quantize: bool = True):
     model = InternVL_V1_5(str(folder), freeze_llm=True, freeze_visual_encoder=True, quantization_llm=quantize,
                           quantization_vit=False, llm_lora=lora)
     model.model.mlp1.float()
+    model.train()  # as mmengine's runner does: checkpointing and LoRA dropout act only in training mode
     return model.to('cuda' if torch.cuda.is_available() else 'cpu')
 
 

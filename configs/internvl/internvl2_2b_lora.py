@@ -31,6 +31,9 @@ model = dict(
     quantization_llm=None,  # LoRA on bf16 weights
     llm_lora=dict(r=128, lora_alpha=256, lora_dropout=0.05, target_modules=llm_lora_targets),
     processor=processor,
+    recompute_llm_layers=None,  # every layer recomputes, as stock (the tutorial recipe's 14 of 24 is sized
+    #                             for the 2B at 16 samples per row; larger models and batches need all)
+    liger_layers=False,  # stock layers (Liger's fused layers are measured for the 2B QLoRA recipe only)
 )
 
 train_dataset = dict(model_path=model_path, max_length=max_length, processor=processor)

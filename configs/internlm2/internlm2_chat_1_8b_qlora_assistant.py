@@ -11,7 +11,7 @@
 # Settings: XTuner's internlm2_chat_1_8b_qlora_alpaca_e3 with the tutorial's changes
 # (max_length 1024, 2 epochs, OpenAI `messages` data, a checkpoint every 300 iterations, keep 3).
 custom_imports = dict(imports=['xtuner_ext'], allow_failed_imports=False)
-_base_ = ['../_llm_runtime.py',  # hooks, environment, logging, visualizer (shared with configs/llava/)
+_base_ = ['../_runtime.py',  # hooks, environment, logging, visualizer (shared with configs/llava/)
           '../../hooks/before_after_chat.py']  # the before/after chat report (BeforeAfterChatHook)
 
 #######################################################################
@@ -121,7 +121,7 @@ train_cfg = dict(type='CappedTrainLoop', max_epochs=max_epochs, iter_cap=None)
 #######################################################################
 #                           PART 5  Runtime                           #
 #######################################################################
-# Hooks, environment, logging and visualizer come from ../_llm_runtime.py. The before/after report:
+# Hooks, environment, logging and visualizer come from ../_runtime.py. The before/after report:
 # greedy answers to evaluation_inputs and to the first training record before training, at each
 # checkpoint and after, the prompt built from prompt_template + SYSTEM as stock EvaluateChatHook does.
 custom_hooks = [

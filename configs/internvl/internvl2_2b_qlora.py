@@ -16,7 +16,8 @@
 # mmengine parses a config with imports lazily, and then `{{$VAR:default}}` environment
 # substitution is off.
 custom_imports = dict(imports=['xtuner_ext'], allow_failed_imports=False)
-_base_ = ['../../hooks/before_after_chat.py']  # the before/after chat report (BeforeAfterChatHook)
+_base_ = ['../../hooks/before_after_chat.py',  # the before/after chat report (BeforeAfterChatHook)
+          '../_runtime.py']  # hooks, environment, logging, visualizer (shared with configs/llava/, configs/internlm2/)
 
 #######################################################################
 #                          PART 1  Settings                           #
@@ -142,31 +143,10 @@ custom_hooks = [
     dict(_base_.before_after_chat_hook, train_data=data_path, image_folder=image_folder, every_n_iters=save_steps),
 ]
 
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', log_metric_by_epoch=False, interval=10),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(
-        type='CheckpointHook',
-        save_optimizer=True,  # LoRA + projector optimizer state is small; needed to --resume
-        by_epoch=False,
-        interval=save_steps,
-        max_keep_ckpts=save_total_limit,
-        backend_args=dict(backend='atomic_local'),  # temp file + rename: no half-written checkpoints
-    ),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-)
-
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),
-)
-
-# Scalars (loss, before/after metrics) to work_dir/<time>/vis_data: json and TensorBoard event files
-visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=seed, deterministic=False)
-log_processor = dict(by_epoch=False)
+# The rest of the runtime (logger, environment, TensorBoard, ...) comes from ../_runtime.py.
+default_hooks = dict(checkpoint=dict(
+    save_optimizer=True,  # LoRA + projector optimizer state is small; needed to --resume
+    interval=save_steps,
+    max_keep_ckpts=save_total_limit,
+))
+randomness = dict(seed=seed)

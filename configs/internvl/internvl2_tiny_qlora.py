@@ -39,6 +39,7 @@ model = dict(
     gradient_checkpointing=False,  # short sequences: recomputation costs more than it saves
     recompute_llm_layers=None,  # (the 2B recipe's partial recomputation needs checkpointing on)
     lora_addmm=False,  # peft's own LoRA forward: the rounding the demo's learning was tuned with
+    liger_layers=False,  # Liger's layers are CUDA kernels, and this config also runs Qwen2/Phi-3 tiny folders
     processor=processor,
     generation_config=dict(max_new_tokens=24),
 )

@@ -10,7 +10,7 @@
 # (clip-vit-large-patch14-336 folder) and XTUNER_EXT_DATA_ROOT (holding LLaVA-Pretrain/).
 # Settings: XTuner's llava_internlm2_chat_1_8b_clip_vit_large_p14_336_e1_gpu8_pretrain.
 custom_imports = dict(imports=['xtuner_ext'], allow_failed_imports=False)
-_base_ = ['../_llm_runtime.py',  # hooks, environment, logging, visualizer (shared with configs/internlm2/)
+_base_ = ['../_runtime.py',  # hooks, environment, logging, visualizer (shared with configs/internlm2/)
           '../../hooks/before_after_chat.py']  # the before/after chat report (BeforeAfterChatHook)
 
 #######################################################################
@@ -118,7 +118,7 @@ train_cfg = dict(type='CappedTrainLoop', max_epochs=max_epochs, iter_cap=None)
 #######################################################################
 #                           PART 5  Runtime                           #
 #######################################################################
-# Hooks, environment, logging and visualizer come from ../_llm_runtime.py. The before/after report:
+# Hooks, environment, logging and visualizer come from ../_runtime.py. The before/after report:
 # greedy answers to evaluation_inputs about evaluation_images before training, at each checkpoint
 # and after, the prompt built from prompt_template + SYSTEM as stock EvaluateChatHook builds it.
 custom_hooks = [

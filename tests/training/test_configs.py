@@ -125,7 +125,7 @@ def config_env(monkeypatch, tmp_path):
 def test_index_lists_every_config():
     listed = {(REPO / 'configs' / rel).resolve() for rel in INDEX.values()}
     on_disk = {p.resolve() for p in (REPO / 'configs').rglob('*.py')
-               if not p.name.startswith('_')}  # _llm_runtime.py: a base, checked through the configs inheriting it
+               if not p.name.startswith('_')}  # _runtime.py: a base, checked through the configs inheriting it
     assert listed == on_disk and all(p.is_file() for p in listed)
 
 

@@ -19,6 +19,8 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from xtuner_ext.models.quantization import eval_mode_keeping_4bit
+
 IMAGE_TOKEN = '<image>'  # XTuner's DEFAULT_IMAGE_TOKEN
 IMAGE_TOKEN_INDEX = -200  # XTuner's placeholder id, replaced by the image features
 IGNORE_INDEX = -100
@@ -37,25 +39,6 @@ def mean_answer_log_prob(logits: torch.Tensor, labels: torch.Tensor) -> float:
     log_probs = torch.log_softmax(logits[:-1].float(), dim=-1)
     picked = log_probs.gather(-1, targets.clamp(min=0)[:, None])[:, 0]
     return float(picked[answer].mean())
-
-
-@contextlib.contextmanager
-def eval_mode(module):
-    """Eval mode inside (no dropout in evaluation), each submodule's own flag restored after.
-
-    4-bit layers keep their flag, as in ``InternVL2QLoRA._inference``: in eval mode on a CPU with
-    AVX512-BF16, bitsandbytes repacks their weights for inference for good, and training after the
-    evaluation would backpropagate through a kernel without autograd."""
-    import bitsandbytes as bnb
-
-    modes = [(m, m.training) for m in module.modules()]
-    for m in module.modules():
-        m.training = isinstance(m, bnb.nn.Linear4bit) and m.training
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 class InternVL2ChatBackend:
@@ -145,7 +128,7 @@ class CausalLMChatBackend:
         if image is not None:
             raise ValueError('a text-only model got an image item: evaluate it with text-only data')
         ids = torch.tensor([self.prompt.ids(question)], device=self.llm.device)
-        with torch.no_grad(), eval_mode(self.llm):
+        with torch.no_grad(), eval_mode_keeping_4bit(self.llm):
             out = self.llm.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                     **self.prompt.generate_kwargs(), **self.generation_config)
         return self.prompt.decode(out[0, ids.shape[1]:])
@@ -153,7 +136,7 @@ class CausalLMChatBackend:
     def score(self, image, question: str, answers: List[str]) -> List[float]:
         prompt = self.prompt.ids(question)
         scores = []
-        with torch.no_grad(), eval_mode(self.llm):
+        with torch.no_grad(), eval_mode_keeping_4bit(self.llm):
             for answer in answers:
                 ids = torch.tensor([prompt + self.prompt.answer_ids(answer)], device=self.llm.device)
                 labels = ids[0].clone()
@@ -193,7 +176,7 @@ class LLaVAChatBackend:
         return {k: v for k, v in inputs.items() if v is not None}
 
     def answer(self, image, question: str) -> str:
-        with torch.no_grad(), eval_mode(self.model):
+        with torch.no_grad(), eval_mode_keeping_4bit(self.model):
             features = self._image_features(image) if image is not None else None
             inputs = self._inputs(features, self.prompt.ids(question, with_image=image is not None))
             inputs.pop('position_ids', None)  # generate derives them from the attention mask
@@ -203,7 +186,7 @@ class LLaVAChatBackend:
 
     def score(self, image, question: str, answers: List[str]) -> List[float]:
         scores = []
-        with torch.no_grad(), eval_mode(self.model):
+        with torch.no_grad(), eval_mode_keeping_4bit(self.model):
             features = self._image_features(image) if image is not None else None
             prompt = self.prompt.ids(question, with_image=image is not None)
             for answer in answers:

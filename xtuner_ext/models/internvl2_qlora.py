@@ -8,7 +8,6 @@ weights stay in ``torch_dtype``: that keeps a bf16 model trainable under an fp16
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Dict, List, Optional, Union
 
@@ -21,7 +20,7 @@ from xtuner_ext.safe_load import mmengine_checkpoint_globals, naming_corrupt_che
 from xtuner_ext.models.internvl2 import InternVL2Processor, InternVLChatModel
 from xtuner_ext.models.answer_loss import answer_loss, check_fused_loss
 from xtuner_ext.models.packed_attention import enable_packed_attention, run_packed_decoder
-from xtuner_ext.models.quantization import QuantizationSettings, quantize_linear_layers
+from xtuner_ext.models.quantization import QuantizationSettings, eval_mode_keeping_4bit, quantize_linear_layers
 from xtuner_ext.models.liger_layers import use_liger_layers
 from xtuner_ext.models.lora_addmm import use_lora_addmm
 from xtuner_ext.models.recompute import select_recomputed_layers
@@ -332,24 +331,9 @@ class InternVL2QLoRA(BaseModel):
             return self.model.generate_text(self.tokenizer, [query], pixel_values,
                                             dict(generation_config or self.generation_config))[0]
 
-    @contextlib.contextmanager
     def _inference(self):
-        """Eval mode inside, each module's own flag restored after (the model can be in a mixed state:
-        from_pretrained returns the inner model in eval mode while peft's LoRA dropouts train).
-
-        4-bit layers keep their training flag: in eval mode on a CPU with AVX512-BF16, bitsandbytes
-        repacks their weights for inference once and for all, and training afterwards (chat() between
-        iterations, as the before/after hook does) backpropagates through a kernel without autograd."""
-        import bitsandbytes as bnb
-
-        modes = [(module, module.training) for module in self.modules()]
-        for module in self.modules():
-            module.training = isinstance(module, bnb.nn.Linear4bit) and module.training
-        try:
-            yield
-        finally:
-            for module, training in modes:
-                module.training = training
+        """Eval mode for chat(), 4-bit layers' flags kept (see ``eval_mode_keeping_4bit``)."""
+        return eval_mode_keeping_4bit(self)
 
     def predict(self, questions: List[str], images: List[Optional[str]], **unused) -> List[Dict[str, str]]:
         return [dict(question=q, image=img, answer=self.chat(img, q)) for q, img in zip(questions, images)]

@@ -7,6 +7,7 @@ a time, so peak memory is the unquantized model plus one layer.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Iterable, List
 
@@ -64,3 +65,23 @@ def quantize_linear_layers(module: nn.Module, settings: QuantizationSettings,
         parent = module.get_submodule(parent_name) if parent_name else module
         setattr(parent, child_name, _quantized_copy(getattr(parent, child_name), settings, device))
     return names
+
+
+@contextlib.contextmanager
+def eval_mode_keeping_4bit(module: nn.Module):
+    """Eval mode inside (no dropout), each submodule's own flag restored after (a model can be in a
+    mixed state: from_pretrained leaves an inner model in eval while peft's LoRA dropouts train).
+
+    4-bit layers keep their training flag: in eval mode on a CPU with AVX512-BF16, bitsandbytes
+    repacks their weights for inference once and for all, and training afterwards (evaluation between
+    iterations, as the before/after hook does) would backpropagate through a kernel without autograd."""
+    import bitsandbytes as bnb
+
+    modes = [(m, m.training) for m in module.modules()]
+    for m in module.modules():
+        m.training = isinstance(m, bnb.nn.Linear4bit) and m.training
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training

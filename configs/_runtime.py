@@ -1,5 +1,5 @@
-# Runtime shared by the LLaVA (configs/llava/) and personal-assistant (configs/internlm2/) configs:
-# hooks, environment, logging, visualizer. A base, not a config to run: the leading underscore keeps
+# Runtime shared by every config here (InternVL2, LLaVA, the personal assistant): hooks,
+# environment, logging, visualizer. A base, not a config to run: the leading underscore keeps
 # it out of configs/index.json, so `xtuner list-cfg -p xtuner_ext` does not list it.
 #
 # The config inheriting it sets what depends on its settings (a base cannot see them):

@@ -54,20 +54,25 @@ def instances(processor, shape: str, repeat: int = 1, seed: int = 0) -> List[dic
 
 
 def write_clot_like_folder(folder: Path, processor, records: int, seed: int = 0) -> Path:
-    """A CLoT-style folder (``train.json`` + images) of ``records`` short-joke records whose images
-    tile to 1/3/5/7 tiles, drawn uniformly; the tile counts are checked with the processor."""
+    """A CLoT-style folder (``train.json`` + one image per record, as CLoT's memes) of ``records``
+    short-joke records whose images tile to 1/3/5/7 tiles, drawn uniformly; the tile counts are
+    checked with the processor. Every image has its own colour, so no two records share pixels (a
+    shared image would flatter the frozen-ViT feature cache)."""
     folder.mkdir(parents=True, exist_ok=True)
     for count, size in IMAGE_SIZE_FOR_TILES.items():
         if processor.num_tiles(size) != count:
             raise ValueError(f'an image of {size} tiles to {processor.num_tiles(size)}, not {count}: check the '
                              'processor overrides (max_dynamic_patch=6 expected)')
-        Image.new('RGB', size, (count * 30, 90, 160)).save(folder / f'tiles_{count}.jpg', quality=90)
     rng = random.Random(seed)
     rows = []
     for index in range(records):
         count = rng.choice(sorted(IMAGE_SIZE_FOR_TILES))
+        name = f'meme_{index}_{count}.jpg'
+        if not (folder / name).is_file():
+            colour = tuple(random.Random(index).randrange(256) for _ in range(3))  # far apart, unlike index % 256
+            Image.new('RGB', IMAGE_SIZE_FOR_TILES[count], colour).save(folder / name, quality=90)
         joke = f'{JOKE[:rng.randint(12, len(JOKE))]}（{index}）'  # unique: the loader rejects duplicates
-        rows.append({'id': f'bench-{index}', 'image': f'tiles_{count}.jpg',
+        rows.append({'id': f'bench-{index}', 'image': name,
                      'conversations': [{'from': 'human', 'value': QUESTION}, {'from': 'gpt', 'value': joke}]})
     write_atomically(folder / 'train.json', json.dumps(rows, ensure_ascii=False).encode('utf-8'))
     return folder / 'train.json'

@@ -1,6 +1,7 @@
 """Benchmark: rows/s of ``xtuner-ext mmbench`` on the full-size InternVL2-2B architecture.
 
     python3 bench/mmbench_speed.py --out $OUT/mmbench_speed.json              # GPU machine, ~4 minutes
+    python3 bench/mmbench_speed.py --max-new-tokens 2 --budget-s 240          # a real model's letter + stop
     python bench/mmbench_speed.py --preset tiny --rows 6 --device cpu          # CPU smoke run
 
 Builds the random-weight model folder of the preset (no real weights exist here), writes a TSV of
@@ -8,7 +9,8 @@ Builds the random-weight model folder of the preset (no real weights exist here)
 mmbench`` on it in a child process (the console script is not installed on the GPU machine), with
 the official settings: dynamic tiles up to 6 + thumbnail, greedy, ``max_new_tokens=100``. Random
 weights rarely emit the stop token, so nearly every answer runs to that cap: this is the worst case
-of a real model's decoding, whose MMBench answers are a letter and a stop (a few tokens).
+of a real model's decoding, whose MMBench answers are a letter and a stop: ``--max-new-tokens 2``
+times that length (300 rows in well under a minute on an H200).
 
 Timing comes from watching ``predictions.jsonl`` grow (one flushed line per answered row): time to
 the first row (model load + first answer), then steady rows/s over the rows after the first. When

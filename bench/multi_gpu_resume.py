@@ -61,6 +61,8 @@ def run_and_kill(args, paths: dict, work_dir: Path) -> None:
 
 
 def kill_with_descendants(pid: int) -> None:
+    """SIGKILL to xtuner, torchrun and every rank at once (torchrun starts its ranks in sessions of their own,
+    so a process-group kill would leave them running)."""
     import psutil
     parent = psutil.Process(pid)
     for process in [parent, *parent.children(recursive=True)]:

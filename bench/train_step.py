@@ -3,8 +3,8 @@
     python bench/train_step.py --preset internvl2-2b --epochs 2 --out bench.json   # on a GPU
     python bench/train_step.py --preset tiny --epochs 1                             # on the CPU
     python bench/train_step.py --preset internvl2-4b --epochs 2 --batch-size 8      # stock 4B QLoRA settings
-    python bench/train_step.py --preset internvl2-2b --clot-like-records 2000 --full-iterations 750 \
-        train_cfg.iter_cap=60                 # the tutorial run's shape, shortened and extrapolated
+    python bench/train_step.py --preset internvl2-2b --clot-like-records 320 --epochs 6 --full-iterations 750
+                                          # the tutorial run's shape (6 epochs), fewer records, extrapolated
 
 Builds a random-weight model of the preset's architecture (no real weights exist here) and the
 embedded CLoT-style sample, trains with the matching config (internvl2_2b_qlora.py settings for
@@ -56,7 +56,7 @@ def stretched_answers(data_dir: Path, chars: int) -> Path:
     return out
 
 
-def summarize(log_text: str, skip: int, batch_size: int) -> dict:
+def summarize(log_text: str, skip: int, batch_size: int, iters_per_epoch: int = 0) -> dict:
     rows = [(int(i), float(t), float(d), int(m) if m else None, float(loss))
             for i, t, d, m, loss in ITER.findall(log_text)]
     timed = [r for r in rows if r[0] > skip]
@@ -64,10 +64,18 @@ def summarize(log_text: str, skip: int, batch_size: int) -> dict:
         raise SystemExit('no timed iterations in the log: training failed or --skip is too large')
     step = statistics.median(r[1] for r in timed)
     memory = [r[3] for r in rows if r[3] is not None]
-    return dict(iterations=len(rows), timed_iterations=len(timed), median_step_s=round(step, 4),
-                median_data_s=round(statistics.median(r[2] for r in timed), 4),
-                samples_per_s=round(batch_size / step, 2), peak_allocated_mib=max(memory) if memory else None,
-                first_loss=rows[0][4], last_loss=rows[-1][4])
+    summary = dict(iterations=len(rows), timed_iterations=len(timed), median_step_s=round(step, 4),
+                   median_data_s=round(statistics.median(r[2] for r in timed), 4),
+                   samples_per_s=round(batch_size / step, 2), peak_allocated_mib=max(memory) if memory else None,
+                   first_loss=rows[0][4], last_loss=rows[-1][4], steps_total_s=round(sum(r[1] for r in rows), 1))
+    if iters_per_epoch and len(rows) > iters_per_epoch:
+        # epoch 1 (after warm-up) against the later epochs: what per-run caches (the ViT features) save
+        first = [r[1] for r in timed if r[0] <= iters_per_epoch]
+        later = [r[1] for r in rows if r[0] > iters_per_epoch]
+        summary.update(iters_per_epoch=iters_per_epoch, median_step_first_epoch_s=round(statistics.median(first), 4),
+                       median_step_later_epochs_s=round(statistics.median(later), 4),
+                       samples_per_s_later_epochs=round(batch_size / statistics.median(later), 2))
+    return summary
 
 
 def config_batch_size(config_path: Path) -> int:
@@ -99,12 +107,17 @@ def hook_data_overrides(config_path: Path, data_path: Path) -> list:
     return []
 
 
-def full_run_estimate(summary: dict, full_iterations: int) -> dict:
-    """Measured wall time (start-up, the timed iterations, the final save) plus the missing
-    iterations at the median step time: the whole run, extrapolated."""
-    missing = max(full_iterations - summary.get('iterations', 0), 0)
-    step = summary['median_step_s']
-    return dict(full_iterations=full_iterations, estimated_full_run_s=round(summary['wall_s'] + missing * step, 1))
+def full_run_estimate(summary: dict, full_iterations: int, full_epochs: int) -> dict:
+    """The whole run, extrapolated: everything that is not a training step in the measured run (start-up,
+    the before/after evaluation, saving) plus ``full_iterations`` steps at the measured medians, the first
+    epoch's at the first epoch's median and the rest at the later epochs' (when the run had several)."""
+    overhead = summary['wall_s'] - summary['steps_total_s']
+    first_epoch = full_iterations // max(full_epochs, 1)
+    first = summary.get('median_step_first_epoch_s', summary['median_step_s'])
+    later = summary.get('median_step_later_epochs_s', summary['median_step_s'])
+    steps = first_epoch * first + (full_iterations - first_epoch) * later
+    return dict(full_iterations=full_iterations, full_epochs=full_epochs, overhead_s=round(overhead, 1),
+                estimated_full_run_s=round(overhead + steps, 1))
 
 
 def main(argv=None) -> int:
@@ -123,6 +136,7 @@ def main(argv=None) -> int:
                         help='train on this many CLoT-like records (1/3/5/7-tile images, short jokes)')
     parser.add_argument('--full-iterations', type=int, default=0,
                         help='extrapolate the wall time of a run of this many iterations (750 = 6 x 2000 / 16)')
+    parser.add_argument('--full-epochs', type=int, default=6, help='epochs of that run (its first is timed apart)')
     parser.add_argument('cfg_options', nargs='*', help='extra --cfg-options KEY=VALUE')
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
@@ -153,9 +167,10 @@ def main(argv=None) -> int:
     summary = dict(preset=args.preset, deepspeed=args.deepspeed, answer_chars=args.answer_chars, exit_code=code, wall_s=round(time.time() - started, 1),
                    prepare_s=paths['prepare_s'])
     if logs:
-        summary.update(summarize(logs[-1].read_text(encoding='utf-8'), args.skip, batch_size=batch_size))
+        iters_per_epoch = -(-args.clot_like_records // batch_size) if args.clot_like_records else 0
+        summary.update(summarize(logs[-1].read_text(encoding='utf-8'), args.skip, batch_size, iters_per_epoch))
         if args.full_iterations and 'median_step_s' in summary:
-            summary.update(full_run_estimate(summary, args.full_iterations))
+            summary.update(full_run_estimate(summary, args.full_iterations, args.full_epochs))
     text = json.dumps(summary, indent=2)
     print(text)
     if args.out:

@@ -14,6 +14,7 @@ REGISTERED = {
               'xtuner_ext.engine.before_after_hook.BeforeAfterChatHook',
               'xtuner_ext.engine.run_start_hook.RunStartHook'],
     'LOOPS': ['xtuner_ext.engine.train_loop.CappedTrainLoop'],
+    'DATA_SAMPLERS': ['xtuner_ext.data.batch_sampler.EpochChainBatchSampler'],
     'FUNCTIONS': ['xtuner_ext.data.internvl2_dataset.internvl2_collate_fn',
                   'xtuner_ext.data.packing.internvl2_packed_collate_fn'],
     'MAP_FUNC': [
@@ -28,10 +29,10 @@ REGISTERED = {
 
 
 def _registries():
-    from mmengine.registry import DATASETS, FUNCTIONS, HOOKS, LOOPS, MODELS
+    from mmengine.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS, HOOKS, LOOPS, MODELS
     from xtuner.registry import MAP_FUNC
     return {'MODELS': MODELS, 'DATASETS': DATASETS, 'HOOKS': HOOKS, 'LOOPS': LOOPS, 'FUNCTIONS': FUNCTIONS,
-            'MAP_FUNC': MAP_FUNC}
+            'DATA_SAMPLERS': DATA_SAMPLERS, 'MAP_FUNC': MAP_FUNC}
 
 
 def resolve(dotted: str):

@@ -34,6 +34,7 @@ model = dict(
     recompute_llm_layers=None,  # every layer recomputes, as stock (the tutorial recipe's 14 of 24 is sized
     #                             for the 2B at 16 samples per row; larger models and batches need all)
     liger_layers=False,  # stock layers (Liger's fused layers are measured for the 2B QLoRA recipe only)
+    vision_feature_cache_gib=None,  # one epoch: every image is seen once, a cache would only hold memory
 )
 
 train_dataset = dict(model_path=model_path, max_length=max_length, processor=processor)

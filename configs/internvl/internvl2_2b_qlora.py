@@ -37,12 +37,17 @@ processor = dict(max_dynamic_patch=6)  # tutorial value (InternVL2-2B's config.j
 # 21.7 samples/s at 28.7 GiB peak on CLoT-like batches (stock XTuner: 4.5 samples/s); through
 # `xtuner train` on 2000 CLoT-like records, 0.83 s per step of 16 and 44 GiB peak: an 80 GB card.
 # On a 24 GB card (<= 7 GiB peak; 5.3 GiB measured): batch_size = 4, accumulative_counts = 4 (the
-# tutorial's split: same samples per step, each micro-batch's loss a token mean) and
-# recompute_llm_layers = None (recompute every layer); there, packed_attention='split' measured faster
-# than varlen at 4 samples per row (9.6 vs 7.5 samples/s with the other levers off).
+# tutorial's split: same samples per step, each micro-batch's loss a token mean),
+# recompute_llm_layers = None (recompute every layer) and vision_feature_cache_gib = None; there,
+# packed_attention='split' measured faster than varlen at 4 samples per row (9.6 vs 7.5 samples/s
+# with the other levers off).
 batch_size = 16  # per device, packed into one row
 accumulative_counts = 1  # 16 = 16 samples x 1 micro-batch per optimizer step, as the tutorial's 4 x 4
 recompute_llm_layers = 14  # of 24; None = all (least memory), 0 = none (~71 GiB at 16 samples)
+# The frozen ViT runs once per image: its features (2 MiB per 448-px tile) stay on the GPU, so epochs
+# 2-6 skip it (same loss and gradients). 2000 CLoT memes of ~4 tiles need ~16 GiB; past the cap the
+# other images run the ViT each time. None = off (24 GB cards, one-epoch runs).
+vision_feature_cache_gib = 20
 dataloader_num_workers = 4
 max_epochs = 6  # 2000 records / 16 = 125 steps (125 iterations of 16) per epoch
 lr = 2e-5
@@ -85,6 +90,7 @@ model = dict(
     processor=processor,  # chat() tiles and prompts as training does
     fused_loss='liger',  # output head + cross-entropy fused chunk-wise on CUDA (same loss; plain on CPU)
     frozen_vision_no_grad=True,  # the frozen ViT keeps no activations (same gradients)
+    vision_feature_cache_gib=vision_feature_cache_gib,  # each image through the ViT once per run (see above)
     generation_config=dict(max_new_tokens=128, do_sample=False),
 )
 
@@ -107,6 +113,8 @@ train_dataloader = dict(
     dataset=train_dataset,
     sampler=dict(type='xtuner.dataset.samplers.LengthGroupedSampler', length_property='modality_length',
                  per_device_batch_size=batch_size * accumulative_counts),
+    # the same batches, epoch after epoch without the loader's restart (2 s sleep + empty queue) in between
+    batch_sampler=dict(type='EpochChainBatchSampler'),
     collate_fn=dict(type='internvl2_packed_collate_fn'),  # padding-free; 'internvl2_collate_fn' pads
     pin_memory=True,
     persistent_workers=True,  # no worker restart (and dataset re-pickling) at each of the 6 epochs

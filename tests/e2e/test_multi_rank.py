@@ -8,7 +8,6 @@ rank); (c) a kill in the middle of writing a checkpoint leaves a state that `res
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ import torch
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / 'bench'))
+from multi_gpu_resume import kill_with_descendants  # noqa: E402  (the bench's kill, tested here)
 CONFIG = REPO / 'configs' / 'internvl' / 'internvl2_tiny_qlora.py'
 XTUNER = Path(sys.executable).parent / 'xtuner'
 ITER_LOG = re.compile(r'Iter\(train\) \[\s*(\d+)/\d+\].*?grad_norm: ([0-9.]+)\s+loss: ([0-9.]+)')
@@ -90,18 +91,6 @@ def assert_same_weights(work_dir: Path, reference: Path) -> None:
     assert final.keys() == expected.keys()
     mismatched = [k for k in expected if not torch.equal(final[k], expected[k])]
     assert not mismatched, mismatched[:5]
-
-
-def kill_with_descendants(pid: int) -> None:
-    """SIGKILL to xtuner, torchrun and every rank at once (torchrun starts its ranks in sessions of their own,
-    so a process-group kill would leave them running)."""
-    import psutil
-    parent = psutil.Process(pid)
-    for process in [parent, *parent.children(recursive=True)]:
-        try:
-            process.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
 
 
 DIFFERENT_RANK_SEEDS = 'randomness.diff_rank_seed=True'  # rank r seeds with seed + r: its own dropout masks

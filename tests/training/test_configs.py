@@ -24,7 +24,7 @@ def registry_for(path):
         return r.MODELS
     if top == 'train_dataset' or path[-1] == 'dataset':
         return r.DATASETS
-    if last == 'sampler':
+    if last in ('sampler', 'batch_sampler'):
         return r.DATA_SAMPLERS
     if last == 'collate_fn':
         return r.FUNCTIONS
@@ -46,7 +46,7 @@ def registry_for(path):
 
 
 # Arguments the runner supplies itself when it builds a node at that place.
-INJECTED = {'sampler': {'dataset'}, 'train_cfg': {'runner', 'dataloader'}, 'param_scheduler': {'optimizer'},
+INJECTED = {'sampler': {'dataset'}, 'batch_sampler': {'sampler', 'batch_size'}, 'train_cfg': {'runner', 'dataloader'}, 'param_scheduler': {'optimizer'},
             'optimizer': {'params'}, 'visualizer': {'save_dir'},  # the runner gives the visualizer its log dir
             'model_wrapper_cfg': {'module'}}
 

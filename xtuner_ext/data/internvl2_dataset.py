@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from xtuner_ext.data.loaders import load_any
 from xtuner_ext.data.validate import BadRecordError, resolve_image_path, select_usable_records
 from xtuner_ext.models.internvl2 import IGNORE_INDEX, InternVL2Processor, SampleTooLongError
+from xtuner_ext.models.vision_cache import pixel_digest
 
 
 class InternVL2ConversationDataset(Dataset):
@@ -106,7 +107,20 @@ class InternVL2ConversationDataset(Dataset):
                 raise RuntimeError(f'{sample["image"]} changed on disk since the dataset was built '
                                    f'({len(pixel_values)} tiles now, {sample["num_tiles"]} then)')
             item['pixel_values'] = pixel_values
+            item['image_key'] = pixel_digest(pixel_values)  # the model's vision cache key (in the worker)
         return item
+
+
+def image_batch_fields(instances: List[dict]) -> dict:
+    """The tiles of all images in sample order, their flags, and per image its cache key and tile count."""
+    images = [x for x in instances if 'pixel_values' in x]
+    if not images:
+        return {}
+    fields = dict(pixel_values=torch.cat([x['pixel_values'] for x in images]))
+    fields['image_flags'] = torch.ones(fields['pixel_values'].shape[0], dtype=torch.long)
+    if all('image_key' in x for x in images):
+        fields.update(image_keys=[x['image_key'] for x in images], image_tiles=[len(x['pixel_values']) for x in images])
+    return fields
 
 
 def internvl2_collate_fn(instances: List[dict], pad_token_id: int = 0) -> dict:
@@ -118,9 +132,5 @@ def internvl2_collate_fn(instances: List[dict], pad_token_id: int = 0) -> dict:
     for row, x in enumerate(instances):
         n = len(x['input_ids'])
         input_ids[row, :n], labels[row, :n], attention_mask[row, :n] = x['input_ids'], x['labels'], True
-    data = dict(input_ids=input_ids, labels=labels, attention_mask=attention_mask)
-    tiles = [x['pixel_values'] for x in instances if 'pixel_values' in x]
-    if tiles:
-        data['pixel_values'] = torch.cat(tiles)
-        data['image_flags'] = torch.ones(data['pixel_values'].shape[0], dtype=torch.long)
+    data = dict(input_ids=input_ids, labels=labels, attention_mask=attention_mask, **image_batch_fields(instances))
     return dict(data=data, data_samples=None)

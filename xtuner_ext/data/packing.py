@@ -10,6 +10,7 @@ from typing import List
 
 import torch
 
+from xtuner_ext.data.internvl2_dataset import image_batch_fields
 from xtuner_ext.models.internvl2 import IGNORE_INDEX
 
 
@@ -26,9 +27,6 @@ def internvl2_packed_collate_fn(instances: List[dict]) -> dict:
     cu_seqlens = torch.zeros(len(instances) + 1, dtype=torch.int32)
     cu_seqlens[1:] = torch.tensor(lengths).cumsum(0)
     data = dict(input_ids=torch.cat([x['input_ids'] for x in instances])[None], labels=torch.cat(labels)[None],
-                position_ids=torch.cat([torch.arange(n) for n in lengths])[None], cu_seqlens=cu_seqlens)
-    tiles = [x['pixel_values'] for x in instances if 'pixel_values' in x]
-    if tiles:
-        data['pixel_values'] = torch.cat(tiles)
-        data['image_flags'] = torch.ones(data['pixel_values'].shape[0], dtype=torch.long)
+                position_ids=torch.cat([torch.arange(n) for n in lengths])[None], cu_seqlens=cu_seqlens,
+                **image_batch_fields(instances))
     return dict(data=data, data_samples=None)

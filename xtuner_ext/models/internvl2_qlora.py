@@ -8,11 +8,12 @@ weights stay in ``torch_dtype``: that keeps a bf16 model trainable under an fp16
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Dict, List, Optional, Union
 
 import torch
-from mmengine.logging import print_log
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel
 from torch import nn
 
@@ -24,6 +25,7 @@ from xtuner_ext.models.quantization import QuantizationSettings, eval_mode_keepi
 from xtuner_ext.models.liger_layers import use_liger_layers
 from xtuner_ext.models.lora_addmm import use_lora_addmm
 from xtuner_ext.models.recompute import select_recomputed_layers
+from xtuner_ext.models.vision_cache import VisionFeatureCache, stochastic_parts
 
 IGNORE_INDEX = -100
 DtypeLike = Union[str, torch.dtype]
@@ -115,6 +117,9 @@ class InternVL2QLoRA(BaseModel):
             plain loss); ``None``: plain. Same loss either way (``answer_loss.py``).
         frozen_vision_no_grad: run a ViT with nothing to train under ``torch.no_grad`` (no
             activations kept, no recomputation); gradients are the same.
+        vision_feature_cache_gib: keep each training image's frozen-ViT features on the device, up
+            to this many GiB, so later epochs skip the ViT for it (``vision_cache.py``; same loss and
+            gradients); ``None``: off. Needs a frozen, dropout-free ViT under ``frozen_vision_no_grad``.
 
     Batches from ``internvl2_packed_collate_fn`` (one row, ``position_ids``, ``cu_seqlens``) train
     padding-free; right-padded batches from ``internvl2_collate_fn`` train as before.
@@ -128,7 +133,7 @@ class InternVL2QLoRA(BaseModel):
                  processor: Optional[dict] = None, fused_loss: Optional[str] = None,
                  frozen_vision_no_grad: bool = True, recompute_llm_layers: Optional[int] = None,
                  packed_attention: str = 'auto', liger_layers: bool = False, lora_addmm: bool = False,
-                 data_preprocessor: Optional[dict] = None):
+                 vision_feature_cache_gib: Optional[float] = None, data_preprocessor: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor)
         if quantization_llm and not llm_lora and not freeze_llm:
             raise ValueError('quantization_llm needs freeze_llm=True or llm_lora: 4-bit weights cannot train')
@@ -159,6 +164,7 @@ class InternVL2QLoRA(BaseModel):
         self.fused_loss = fused_loss
         check_fused_loss(fused_loss, self._decoder_and_head()[1])
         self.frozen_vision_no_grad = frozen_vision_no_grad
+        self.vision_cache = self._vision_cache(vision_feature_cache_gib)
         self.set_recompute(gradient_checkpointing, recompute_llm_layers)
         self._register_load_state_dict_pre_hook(self._check_trainable_state, with_module=False)
         if pretrained_pth:
@@ -201,6 +207,24 @@ class InternVL2QLoRA(BaseModel):
         # An fp32 projector then meets the bf16 ViT output: cast at its door (autocast does this in
         # training, but chat() runs without autocast).
         self.model.mlp1.register_forward_pre_hook(_cast_inputs_to_own_dtype)
+
+    def _vision_cache(self, max_gib: Optional[float]) -> Optional[VisionFeatureCache]:
+        """Caching is only the same training when the ViT's output can never change: a ViT that trains
+        is a contradiction (raise); a folder whose ViT has drop path or dropout turns it off, with a warning."""
+        if max_gib is None:
+            return None
+        vision = self.model.vision_model
+        if any(p.requires_grad for p in vision.parameters()) or not self.frozen_vision_no_grad:
+            raise ValueError(f'vision_feature_cache_gib={max_gib} needs a frozen ViT run without gradients '
+                             '(freeze_visual_encoder=True, no visual_encoder_lora, frozen_vision_no_grad=True); '
+                             'set vision_feature_cache_gib=None')
+        stochastic = stochastic_parts(vision)
+        if stochastic:
+            print_log(f'vision_feature_cache_gib={max_gib} is off: the ViT of {self.model_path} has dropout or drop '
+                      f'path ({", ".join(stochastic[:3])}), so its features differ at every step. Set '
+                      'vision_feature_cache_gib=None to silence this', 'current', logging.WARNING)
+            return None
+        return VisionFeatureCache(max_gib)
 
     def set_recompute(self, enabled: bool, llm_layers: Optional[int] = None) -> None:
         """Gradient checkpointing on/off; ``llm_layers``: how many LLM layers recompute (None: all)."""
@@ -286,14 +310,21 @@ class InternVL2QLoRA(BaseModel):
         base = llm.get_base_model() if hasattr(llm, 'get_base_model') else llm
         return base.get_decoder(), base.get_output_embeddings()
 
-    def _image_features(self, pixel_values, image_flags) -> Optional[torch.Tensor]:
+    def _image_features(self, pixel_values, image_flags, image_keys=None, image_tiles=None) -> Optional[torch.Tensor]:
         if pixel_values is None:
             return None
         pixel_values = self._pixels(pixel_values)
         vision_trains = any(p.requires_grad for p in self.model.vision_model.parameters())
         if self.frozen_vision_no_grad and not vision_trains:
             with torch.no_grad():
-                tokens = self.model.vision_tokens(pixel_values)
+                if self.vision_cache is not None and image_keys is not None:
+                    hits = self.vision_cache.hits
+                    tokens = self.vision_cache.features(pixel_values, image_keys, image_tiles, self.model.vision_tokens)
+                    # in each training log line: the share of this batch's images served from the cache
+                    MessageHub.get_current_instance().update_scalar(
+                        'train/vit_cached', (self.vision_cache.hits - hits) / len(image_keys))
+                else:
+                    tokens = self.model.vision_tokens(pixel_values)
             vit_embeds = self.model.mlp1(tokens)
         else:
             vit_embeds = self.model.extract_feature(pixel_values)
@@ -303,10 +334,12 @@ class InternVL2QLoRA(BaseModel):
 
     def compute_loss(self, input_ids: torch.Tensor, labels: torch.Tensor, pixel_values=None,
                      attention_mask=None, image_flags=None, position_ids=None, cu_seqlens=None,
-                     **unused) -> torch.Tensor:
+                     image_keys=None, image_tiles=None, **unused) -> torch.Tensor:
         """Mean next-token loss over answer tokens (``answer_loss.py``). With ``cu_seqlens`` the
-        batch is one packed row of samples that attend only within themselves."""
-        embeds = self.model._embed_with_images(input_ids, self._image_features(pixel_values, image_flags))
+        batch is one packed row of samples that attend only within themselves. ``image_keys`` /
+        ``image_tiles`` (one per image, from the collate functions) let the vision cache serve repeats."""
+        features = self._image_features(pixel_values, image_flags, image_keys, image_tiles)
+        embeds = self.model._embed_with_images(input_ids, features)
         decoder, head = self._decoder_and_head()
         if cu_seqlens is not None:
             if position_ids is None:

@@ -69,7 +69,8 @@ def write_clot_like_folder(folder: Path, processor, records: int, seed: int = 0)
         count = rng.choice(sorted(IMAGE_SIZE_FOR_TILES))
         name = f'meme_{index}_{count}.jpg'
         if not (folder / name).is_file():
-            colour = tuple(random.Random(index).randrange(256) for _ in range(3))  # far apart, unlike index % 256
+            pick = random.Random(index)  # one generator per image: three independent channels
+            colour = (pick.randrange(256), pick.randrange(256), pick.randrange(256))
             Image.new('RGB', IMAGE_SIZE_FOR_TILES[count], colour).save(folder / name, quality=90)
         joke = f'{JOKE[:rng.randint(12, len(JOKE))]}（{index}）'  # unique: the loader rejects duplicates
         rows.append({'id': f'bench-{index}', 'image': name,

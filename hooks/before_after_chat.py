@@ -16,6 +16,7 @@ before_after_chat_hook = dict(
     max_items=16,  # held-out records answered (the first ones of heldout_data)
     train_items=4,  # training records answered and scored apart: memorised vs learned
     choice_candidates=4,  # references of other images each held-out reference competes with
+    answer_batch_size=8,  # image questions answered in one generate (InternVL2; 1 = one by one)
     evaluation_inputs=None,  # stock EvaluateChatHook's free questions (no reference), optional
     evaluation_images=None,
 )

@@ -101,6 +101,28 @@ def test_answers_are_greedy_and_independent_of_the_random_state(make_qlora, samp
     assert model.training  # the model is handed back in the mode it had
 
 
+def test_batched_answers_are_the_one_by_one_answers_in_item_order(make_qlora, sample_dir):
+    """Image questions go through chat_batch (left-padded, 3 at a time here), a text-only question
+    through chat; every answer is what the one-by-one path gives (greedy, fp32)."""
+    model = make_qlora()
+    kwargs = dict(heldout_data=str(sample_dir / 'heldout.json'), max_items=5, max_new_tokens=10,
+                  evaluation_inputs=['讲个笑话'])
+    batched = BeforeAfterChatHook(answer_batch_size=3, **kwargs)
+    one_by_one = BeforeAfterChatHook(answer_batch_size=1, **kwargs)
+    calls = []
+    original = model.chat_batch
+    model.chat_batch = lambda images, *args, **kw: calls.append(len(images)) or original(images, *args, **kw)
+    answers, scores = batched._answer_all(backend_for(model, batched.generation_config))
+    assert calls == [3, 2]  # five images in two generate calls; the text-only question alone
+    expected, expected_scores = one_by_one._answer_all(backend_for(model, one_by_one.generation_config))
+    assert calls == [3, 2]
+    assert list(answers) == list(expected) == [item['id'] for item in batched.items]
+    assert answers == expected and scores == expected_scores
+    assert len(set(answers.values())) > 1  # different images, different answers: not one row copied
+    with pytest.raises(ValueError, match='answer_batch_size'):
+        BeforeAfterChatHook(answer_batch_size=0, **kwargs)
+
+
 def test_image_that_disappears_during_training_skips_that_item(make_qlora, sample_dir, tmp_path):
     records = json.loads((sample_dir / 'heldout.json').read_text(encoding='utf-8'))[:2]
     image = tmp_path / 'ex_images' / Path(records[0]['image']).name

@@ -63,6 +63,14 @@ class InternVL2ChatBackend:
             text = self.model.chat(image, question, generation_config=dict(self.generation_config))
         return truncate_at_stop_words(text, self.stop_words)
 
+    def answer_batch(self, images: list, questions: List[str]) -> List[str]:
+        """Several image questions in one ``generate`` (``chat_batch``), or one by one without it."""
+        if not hasattr(self.model, 'chat_batch'):
+            return [self.answer(image, question) for image, question in zip(images, questions)]
+        with self._system_message():
+            texts = self.model.chat_batch(images, questions, generation_config=dict(self.generation_config))
+        return [truncate_at_stop_words(text, self.stop_words) for text in texts]
+
     def score(self, image, question: str, answers: List[str]) -> List[float]:
         with self._system_message():
             return self.model.answer_log_likelihood(image, question, answers)

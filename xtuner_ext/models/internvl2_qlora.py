@@ -364,6 +364,25 @@ class InternVL2QLoRA(BaseModel):
             return self.model.generate_text(self.tokenizer, [query], pixel_values,
                                             dict(generation_config or self.generation_config))[0]
 
+    @torch.no_grad()
+    def chat_batch(self, images: List[Union[str, 'PIL.Image.Image']], questions: List[str],
+                   generation_config: Optional[dict] = None) -> List[str]:
+        """Single-turn answers to several image questions in one left-padded ``generate``: the same
+        prompts and tiling as :meth:`chat`. Why: a 4-bit LoRA model's decoding step costs about the
+        same for one row as for eight (per-layer call overhead), so evaluation hooks answer all at once."""
+        if len(images) != len(questions) or any(image is None for image in images):
+            raise ValueError('chat_batch needs one image per question; ask text-only questions with chat()')
+        tiles = [self.processor.pixel_values(image) for image in images]
+        queries = [self.processor.prompt(q, None, [len(t)]) for q, t in zip(questions, tiles)]
+        pixel_values = self._pixels(torch.cat(tiles).to(self.model.device))
+        saved_side, self.tokenizer.padding_side = self.tokenizer.padding_side, 'left'
+        try:
+            with self._inference():
+                return self.model.generate_text(self.tokenizer, queries, pixel_values,
+                                                dict(generation_config or self.generation_config))
+        finally:
+            self.tokenizer.padding_side = saved_side
+
     def _inference(self):
         """Eval mode for chat(), 4-bit layers' flags kept (see ``eval_mode_keeping_4bit``)."""
         return eval_mode_keeping_4bit(self)

@@ -49,6 +49,19 @@ import warnings
 
 CONFIG_INDEX_FILE = 'index.json'
 _FINDER_MARK = '_xtuner_ext_post_import'
+_WRAPPED = '_xtuner_ext_wrapped'
+
+
+def wrap_once(owner, name: str, make_wrapper, store=None) -> bool:
+    """Set ``owner.<name>`` to ``make_wrapper(original)``, marked as ours, unless it already is (the boot may
+    run twice in one process). ``store`` wraps what is set (``staticmethod``). Returns whether it patched."""
+    original = getattr(owner, name)
+    if getattr(original, _WRAPPED, False):
+        return False
+    wrapper = make_wrapper(original)
+    setattr(wrapper, _WRAPPED, True)
+    setattr(owner, name, store(wrapper) if store else wrapper)
+    return True
 
 
 def configs_dir() -> str:
@@ -106,19 +119,15 @@ def allow_mmengine_checkpoint_classes(checkpoint_module) -> None:
     of switching the safety check off."""
     loader = checkpoint_module.CheckpointLoader
     local = loader._schemes['']
-    if not getattr(local, '_xtuner_ext_wrapped', False):
+    if not getattr(local, _WRAPPED, False):  # a registered scheme, not an attribute: wrap_once does not fit
         wrapped = _loading_mmengine_globals(local)
-        wrapped._xtuner_ext_wrapped = True
+        setattr(wrapped, _WRAPPED, True)
         loader.register_scheme(prefixes='', loader=wrapped, force=True)
 
 
 def allow_seed_lookup_in_checkpoints(xtuner_tool_utils) -> None:
     """``xtuner train --resume`` reads the seed with its own bare ``torch.load``."""
-    read_seed = xtuner_tool_utils.get_seed_from_checkpoint
-    if not getattr(read_seed, '_xtuner_ext_wrapped', False):
-        wrapped = _loading_mmengine_globals(read_seed)
-        wrapped._xtuner_ext_wrapped = True
-        xtuner_tool_utils.get_seed_from_checkpoint = wrapped
+    wrap_once(xtuner_tool_utils, 'get_seed_from_checkpoint', _loading_mmengine_globals)
 
 
 def register_atomic_backend(fileio) -> None:
@@ -143,7 +152,7 @@ def _open_writing_atomically(file, mode='r', *args, **kwargs):
     return open_writes_atomically(file, mode, *args, **kwargs)
 
 
-_open_writing_atomically._xtuner_ext_wrapped = True
+setattr(_open_writing_atomically, _WRAPPED, True)
 
 
 def write_checkpoint_pointer_atomically(checkpoint_hook_module) -> None:
@@ -155,33 +164,26 @@ def write_checkpoint_pointer_atomically(checkpoint_hook_module) -> None:
 
 def join_process_group_without_cuda(dist_utils) -> None:
     """mmengine's pytorch launcher calls ``torch.cuda.set_device`` even for a gloo group on a CPU machine."""
-    stock = dist_utils._init_dist_pytorch
-    if getattr(stock, '_xtuner_ext_wrapped', False):
-        return
+    def make(stock):
+        def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
+            from xtuner_ext.distributed import init_dist_pytorch_on_cpu  # imported when first needed
+            return init_dist_pytorch_on_cpu(stock)(backend, init_backend=init_backend, **kwargs)
+        return _init_dist_pytorch
 
-    def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
-        from xtuner_ext.distributed import init_dist_pytorch_on_cpu  # imported when first needed
-        return init_dist_pytorch_on_cpu(stock)(backend, init_backend=init_backend, **kwargs)
-
-    _init_dist_pytorch._xtuner_ext_wrapped = True
-    dist_utils._init_dist_pytorch = _init_dist_pytorch
+    wrap_once(dist_utils, '_init_dist_pytorch', make)
 
 
 def deepspeed_single_process_group(deepspeed_strategy) -> None:
     """``xtuner train --deepspeed`` without torchrun: DeepSpeed would look for MPI; describe one process."""
-    strategy = deepspeed_strategy.DeepSpeedStrategy
-    wrap = strategy._wrap_model
-    if getattr(wrap, '_xtuner_ext_wrapped', False):
-        return
+    def make(wrap):
+        @functools.wraps(wrap)
+        def _wrap_model(self, model):
+            from xtuner_ext.distributed import single_process_rendezvous  # imported when first needed
+            single_process_rendezvous()
+            return wrap(self, model)
+        return _wrap_model
 
-    @functools.wraps(wrap)
-    def _wrap_model(self, model):
-        from xtuner_ext.distributed import single_process_rendezvous  # imported when first needed
-        single_process_rendezvous()
-        return wrap(self, model)
-
-    _wrap_model._xtuner_ext_wrapped = True
-    strategy._wrap_model = _wrap_model
+    wrap_once(deepspeed_strategy.DeepSpeedStrategy, '_wrap_model', make)
 
 
 def deepspeed_checkpoint_hooks(deepspeed_strategy) -> None:
@@ -189,27 +191,26 @@ def deepspeed_checkpoint_hooks(deepspeed_strategy) -> None:
     yet"), so under ``--deepspeed`` no hook adds to a checkpoint or reads one back (``RandomStateHook``'s random
     states, ``BeforeAfterChatHook``'s history). Call it: before the save with the extra state DeepSpeed stores
     as its client state, after a resume with what came back."""
-    strategy = deepspeed_strategy.DeepSpeedStrategy
-    save, resume = strategy.save_checkpoint, strategy.resume
-    if getattr(save, '_xtuner_ext_wrapped', False):
-        return
+    def make_save(save):
+        @functools.wraps(save)
+        def save_checkpoint(self, filename, *, extra_ckpt=None, callback=None, **kwargs):
+            extra_ckpt = {} if extra_ckpt is None else extra_ckpt
+            if callback is not None:
+                callback(extra_ckpt)
+            return save(self, filename, extra_ckpt=extra_ckpt, **kwargs)
+        return save_checkpoint
 
-    @functools.wraps(save)
-    def save_checkpoint(self, filename, *, extra_ckpt=None, callback=None, **kwargs):
-        extra_ckpt = {} if extra_ckpt is None else extra_ckpt
-        if callback is not None:
-            callback(extra_ckpt)
-        return save(self, filename, extra_ckpt=extra_ckpt, **kwargs)
+    def make_resume(resume):
+        @functools.wraps(resume)
+        def resume_with_hooks(self, filename, *, callback=None, **kwargs):
+            checkpoint = resume(self, filename, **kwargs)
+            if callback is not None:
+                callback(checkpoint)
+            return checkpoint
+        return resume_with_hooks
 
-    @functools.wraps(resume)
-    def resume_with_hooks(self, filename, *, callback=None, **kwargs):
-        checkpoint = resume(self, filename, **kwargs)
-        if callback is not None:
-            callback(checkpoint)
-        return checkpoint
-
-    save_checkpoint._xtuner_ext_wrapped = resume_with_hooks._xtuner_ext_wrapped = True
-    strategy.save_checkpoint, strategy.resume = save_checkpoint, resume_with_hooks
+    wrap_once(deepspeed_strategy.DeepSpeedStrategy, 'save_checkpoint', make_save)
+    wrap_once(deepspeed_strategy.DeepSpeedStrategy, 'resume', make_resume)
 
 
 def deepspeed_patches(deepspeed_strategy) -> None:
@@ -262,21 +263,18 @@ def redirect_internvl2_pth_to_hf(config_module) -> None:
     inside that tool only, such a config runs xtuner_ext's converter (``xtuner_ext.convert``) instead."""
     if os.path.basename(sys.argv[0] if sys.argv else '') != 'pth_to_hf.py':
         return
-    load = config_module.Config.fromfile
-    if getattr(load, '_xtuner_ext_wrapped', False):
-        return
+    def make(load):
+        def fromfile(filename, *args, **kwargs):
+            cfg = load(filename, *args, **kwargs)
+            model_type = (cfg.get('model') or {}).get('type')
+            if (model_type if isinstance(model_type, str) else getattr(model_type, '__name__', '')) == 'InternVL2QLoRA':
+                from xtuner_ext.convert.stock_pth_to_hf import run_for_stock_tool  # imported when first needed
+                config_module.Config.fromfile = staticmethod(load)  # the converter reads the config itself
+                raise SystemExit(run_for_stock_tool(str(filename), sys.argv[1:]))
+            return cfg
+        return fromfile
 
-    def fromfile(filename, *args, **kwargs):
-        cfg = load(filename, *args, **kwargs)
-        model_type = (cfg.get('model') or {}).get('type')
-        if (model_type if isinstance(model_type, str) else getattr(model_type, '__name__', '')) == 'InternVL2QLoRA':
-            from xtuner_ext.convert.stock_pth_to_hf import run_for_stock_tool  # imported when first needed
-            config_module.Config.fromfile = staticmethod(load)  # the converter reads the config itself
-            raise SystemExit(run_for_stock_tool(str(filename), sys.argv[1:]))
-        return cfg
-
-    fromfile._xtuner_ext_wrapped = True
-    config_module.Config.fromfile = staticmethod(fromfile)
+    wrap_once(config_module.Config, 'fromfile', make, store=staticmethod)
 
 
 def _names_native_llm_builder(llm_type) -> bool:
@@ -294,21 +292,18 @@ def skip_remote_config_for_native_llms(module) -> None:
     ``AutoConfig.from_pretrained(..., trust_remote_code=True)`` (to pick flash attention), which runs
     the folder's remote code, or fails where there is none. xtuner_ext's own builders (marked
     ``xtuner_ext_native_llm``) load without remote code and choose attention themselves: skip it."""
-    cls = getattr(module, 'LLaVAModel', None) or getattr(module, 'SupervisedFinetune')
-    dispatch = cls._dispatch_lm_model_cfg
-    if getattr(dispatch, '_xtuner_ext_wrapped', False):
-        return
+    def make(dispatch):
+        def _dispatch_lm_model_cfg(self, cfg, max_position_embeddings=None):
+            if _names_native_llm_builder(cfg.get('type')):
+                if max_position_embeddings is not None:
+                    raise ValueError('max_position_embeddings is not supported with xtuner_ext LLM builders: set '
+                                     'rope_scaling in the model folder\'s config.json instead')
+                return cfg
+            return dispatch(self, cfg, max_position_embeddings)
+        return _dispatch_lm_model_cfg
 
-    def _dispatch_lm_model_cfg(self, cfg, max_position_embeddings=None):
-        if _names_native_llm_builder(cfg.get('type')):
-            if max_position_embeddings is not None:
-                raise ValueError('max_position_embeddings is not supported with xtuner_ext LLM builders: set '
-                                 'rope_scaling in the model folder\'s config.json instead')
-            return cfg
-        return dispatch(self, cfg, max_position_embeddings)
-
-    _dispatch_lm_model_cfg._xtuner_ext_wrapped = True
-    cls._dispatch_lm_model_cfg = _dispatch_lm_model_cfg
+    wrap_once(getattr(module, 'LLaVAModel', None) or getattr(module, 'SupervisedFinetune'), '_dispatch_lm_model_cfg',
+              make)
 
 
 def shell_exit_code(returncode: int) -> int:
@@ -345,22 +340,20 @@ def _prints_help_only(entry_point, args: list) -> bool:
 def return_tool_exit_code(entry_point) -> None:
     """The ``xtuner`` script runs ``sys.exit(cli())``, and stock ``cli()`` returns None whatever happened.
     Make it return the tool's exit code, or 2 for a command it rejected."""
-    cli = entry_point.cli
-    if getattr(cli, '_xtuner_ext_wrapped', False):
-        return
     codes = []
-    entry_point.subprocess = _RecordingSubprocess(codes)
 
-    @functools.wraps(cli)
-    def cli_with_exit_code():
-        codes.clear()
-        cli()
-        if codes:
-            return shell_exit_code(codes[-1])
-        return 0 if _prints_help_only(entry_point, sys.argv[1:]) else 2
+    def make(cli):
+        @functools.wraps(cli)
+        def cli_with_exit_code():
+            codes.clear()
+            cli()
+            if codes:
+                return shell_exit_code(codes[-1])
+            return 0 if _prints_help_only(entry_point, sys.argv[1:]) else 2
+        return cli_with_exit_code
 
-    cli_with_exit_code._xtuner_ext_wrapped = True
-    entry_point.cli = cli_with_exit_code
+    if wrap_once(entry_point, 'cli', make):
+        entry_point.subprocess = _RecordingSubprocess(codes)
 
 
 def _hook_name(hook) -> str:
@@ -372,21 +365,18 @@ def _hook_name(hook) -> str:
 def add_run_start_hook(runner_module) -> None:
     """Every run gets ``RunStartHook`` (removes temp files of killed checkpoint writes, refuses a resume with
     nothing left to train) without each config having to list it."""
-    runner_class = getattr(runner_module, 'Runner', None) or getattr(runner_module, 'FlexibleRunner')
-    register = runner_class.register_hooks
-    if getattr(register, '_xtuner_ext_wrapped', False):
-        return
+    def make(register):
+        @functools.wraps(register)
+        def register_hooks(self, default_hooks=None, custom_hooks=None, *args, **kwargs):
+            custom_hooks = list(custom_hooks or [])
+            if 'RunStartHook' not in {_hook_name(hook) for hook in custom_hooks}:
+                from xtuner_ext.engine.run_start_hook import RunStartHook  # imported when first needed
+                custom_hooks.append(RunStartHook())
+            return register(self, default_hooks, custom_hooks, *args, **kwargs)
+        return register_hooks
 
-    @functools.wraps(register)
-    def register_hooks(self, default_hooks=None, custom_hooks=None, *args, **kwargs):
-        custom_hooks = list(custom_hooks or [])
-        if 'RunStartHook' not in {_hook_name(hook) for hook in custom_hooks}:
-            from xtuner_ext.engine.run_start_hook import RunStartHook  # imported when first needed
-            custom_hooks.append(RunStartHook())
-        return register(self, default_hooks, custom_hooks, *args, **kwargs)
-
-    register_hooks._xtuner_ext_wrapped = True
-    runner_class.register_hooks = register_hooks
+    wrap_once(getattr(runner_module, 'Runner', None) or getattr(runner_module, 'FlexibleRunner'), 'register_hooks',
+              make)
 
 
 # Known-harmless notices users cannot act on, matched narrowly: where they come from and how they start.
@@ -434,20 +424,16 @@ def quiet_deepspeed_cpu_notice(deepspeed_logging) -> None:
 
 def quiet_mmengine_deprecations(logger_module) -> None:
     """Every ``MMLogger`` (mmengine's ``print_log`` goes through one) drops ``NOISE['mmengine_log']``."""
-    mm_logger = logger_module.MMLogger
-    init = mm_logger.__init__
-    if getattr(init, '_xtuner_ext_wrapped', False):
-        return
+    def make(init):
+        @functools.wraps(init)
+        def init_with_filter(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            self.addFilter(DropMessages(NOISE['mmengine_log']))
+        return init_with_filter
 
-    @functools.wraps(init)
-    def init_with_filter(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        self.addFilter(DropMessages(NOISE['mmengine_log']))
-
-    init_with_filter._xtuner_ext_wrapped = True
-    mm_logger.__init__ = init_with_filter
-    for instance in mm_logger._instance_dict.values():  # loggers made before the patch
-        instance.addFilter(DropMessages(NOISE['mmengine_log']))
+    if wrap_once(logger_module.MMLogger, '__init__', make):
+        for instance in logger_module.MMLogger._instance_dict.values():  # loggers made before the patch
+            instance.addFilter(DropMessages(NOISE['mmengine_log']))
 
 
 POST_IMPORT_PATCHES = {
@@ -551,19 +537,17 @@ def run_at_first_lookup(registry_module, register, imports: tuple) -> None:
     ``register`` imports) is half-imported answer without it: mmengine looks names up while it loads, possibly
     inside the import of the very module ``register`` needs."""
     registry_class = registry_module.Registry
-    get = registry_class.get
-    if getattr(get, '_xtuner_ext_wrapped', False):
-        return
 
-    @functools.wraps(get)
-    def get_after_registering(self, key):
-        if not importing(imports):
-            registry_class.get = get  # first: register() looks names up itself
-            register()
-        return get(self, key)
+    def make(get):
+        @functools.wraps(get)
+        def get_after_registering(self, key):
+            if not importing(imports):
+                registry_class.get = get  # first: register() looks names up itself
+                register()
+            return get(self, key)
+        return get_after_registering
 
-    get_after_registering._xtuner_ext_wrapped = True
-    registry_class.get = get_after_registering
+    wrap_once(registry_class, 'get', make)
 
 
 def after_import(name: str, callback) -> None:

@@ -148,3 +148,23 @@ def test_lora_addmm_matches_peft_forward_on_cuda(model_and_samples):
         _assert_close(reference, _run(model, batch))
     finally:
         use_lora_addmm(model.model, enabled=False)
+
+
+def test_vision_feature_cache_matches_the_uncached_step_on_cuda(model_and_samples):
+    """Features stored in one step (bf16, on the GPU) and served in the next give the plain step's loss
+    and gradients; the second step runs no ViT."""
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+    from xtuner_ext.models.vision_cache import VisionFeatureCache
+
+    model, samples = model_and_samples
+    batch = internvl2_packed_collate_fn(samples)
+    model.vision_cache = None
+    reference = _run(model, batch)
+    model.vision_cache = VisionFeatureCache(1)
+    try:
+        _assert_close(reference, _run(model, batch))  # misses: computed and stored
+        _assert_close(reference, _run(model, batch))  # hits only
+        assert model.vision_cache.hits == len(samples) and model.vision_cache.misses == len(samples)
+        assert all(f.is_cuda for f in model.vision_cache.entries.values())
+    finally:
+        model.vision_cache = None

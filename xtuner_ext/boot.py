@@ -152,9 +152,6 @@ def _open_writing_atomically(file, mode='r', *args, **kwargs):
     return open_writes_atomically(file, mode, *args, **kwargs)
 
 
-setattr(_open_writing_atomically, _WRAPPED, True)
-
-
 def write_checkpoint_pointer_atomically(checkpoint_hook_module) -> None:
     """``CheckpointHook`` writes ``work_dir/last_checkpoint`` with the module's ``open`` (its only ``open``):
     give that module an ``open`` whose text writes are temp-then-rename, so a kill never leaves an empty or

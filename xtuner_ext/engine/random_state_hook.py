@@ -29,6 +29,8 @@ from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from xtuner_ext.boot import wrap_once
+
 STATE_KEY = 'random_state'
 
 
@@ -59,7 +61,6 @@ def _gathering_states_before(save_checkpoint, hook):
         finally:
             hook.gathered = None
 
-    save_with_every_rank_state._xtuner_ext_wrapped = True
     return save_with_every_rank_state
 
 
@@ -75,9 +76,8 @@ class RandomStateHook(Hook):
         loader = runner.train_dataloader
         if getattr(loader, 'generator', None) is None:
             loader.generator = torch.Generator().manual_seed(int(runner.seed))
-        save = runner.save_checkpoint
-        if get_world_size() > 1 and not getattr(save, '_xtuner_ext_wrapped', False):
-            runner.save_checkpoint = _gathering_states_before(save, self)
+        if get_world_size() > 1:
+            wrap_once(runner, 'save_checkpoint', lambda save: _gathering_states_before(save, self))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.gathered is not None:

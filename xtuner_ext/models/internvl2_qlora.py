@@ -356,13 +356,9 @@ class InternVL2QLoRA(BaseModel):
              generation_config: Optional[dict] = None) -> str:
         """One chat turn (greedy by default) with the official prompt, the image tiled as in training.
         ``history``: earlier (question, answer) pairs of the same conversation."""
-        pixel_values = None
-        if image is not None:
-            pixel_values = self._pixels(self.processor.pixel_values(image).to(self.model.device))
+        pixel_values = self.processor.pixel_values(image) if image is not None else None
         query = self.processor.prompt(question, history, [len(pixel_values)] if pixel_values is not None else [])
-        with self._inference():
-            return self.model.generate_text(self.tokenizer, [query], pixel_values,
-                                            dict(generation_config or self.generation_config))[0]
+        return self._generate([query], pixel_values, generation_config)[0]
 
     @torch.no_grad()
     def chat_batch(self, images: List[Union[str, 'PIL.Image.Image']], questions: List[str],
@@ -374,7 +370,13 @@ class InternVL2QLoRA(BaseModel):
             raise ValueError('chat_batch needs one image per question; ask text-only questions with chat()')
         tiles = [self.processor.pixel_values(image) for image in images]
         queries = [self.processor.prompt(q, None, [len(t)]) for q, t in zip(questions, tiles)]
-        pixel_values = self._pixels(torch.cat(tiles).to(self.model.device))
+        return self._generate(queries, torch.cat(tiles), generation_config)
+
+    def _generate(self, queries: List[str], pixel_values: Optional[torch.Tensor],
+                  generation_config: Optional[dict]) -> List[str]:
+        """Answers to finished prompts, in eval mode; several prompts are left-padded (answers grow on the right)."""
+        if pixel_values is not None:
+            pixel_values = self._pixels(pixel_values.to(self.model.device))
         saved_side, self.tokenizer.padding_side = self.tokenizer.padding_side, 'left'
         try:
             with self._inference():

@@ -40,7 +40,7 @@ def test_qlora_trains_under_bf16_autocast_with_the_grad_scaler(embedded):
     dataset = InternVL2ConversationDataset(str(model_dir), str(data_dir / 'train.json'), max_length=1024,
                                            image_folder=str(data_dir), processor=dict(max_dynamic_patch=2))
     batch = internvl2_collate_fn([dataset[i] for i in range(4)])['data']
-    batch = {k: v.cuda() for k, v in batch.items()}
+    batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()}  # image_keys: a list
     wrapper = AmpOptimWrapper(optimizer=torch.optim.AdamW(trainable, lr=5e-3), dtype='bfloat16',
                               loss_scale='dynamic')
     losses = []

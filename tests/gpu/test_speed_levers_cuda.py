@@ -104,6 +104,41 @@ def test_varlen_attention_matches_per_sample_sdpa_on_cuda(model_and_samples):
         _packed_kernel(model, 'auto')
 
 
+def test_cudnn_attention_matches_per_sample_sdpa_on_cuda(model_and_samples):
+    """'cudnn' (per-sample SDPA, cuDNN's kernel preferred) = per-sample SDPA with torch's default choice."""
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+
+    model, samples = model_and_samples
+    batch = internvl2_packed_collate_fn(samples)
+    model.fused_loss = None
+    try:
+        _packed_kernel(model, 'split')
+        reference = _run(model, batch)
+        _packed_kernel(model, 'cudnn')
+        _assert_close(reference, _run(model, batch))
+    finally:
+        _packed_kernel(model, 'auto')
+
+
+def test_liger_loss_on_the_padded_head_matches_the_unpadded_head_on_cuda(model_and_samples, monkeypatch):
+    """The head padded to 128 rows (aligned GEMMs) gives the unpadded head's loss and gradients; the
+    tiny model's vocabulary is not a multiple of 128, so the padding really happens."""
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+    from xtuner_ext.models import answer_loss
+
+    model, samples = model_and_samples
+    assert model._decoder_and_head()[1].weight.shape[0] % answer_loss.HEAD_ROWS_MULTIPLE
+    batch = internvl2_packed_collate_fn(samples)
+    model.fused_loss = 'liger'
+    try:
+        monkeypatch.setattr(answer_loss, 'HEAD_ROWS_MULTIPLE', 1)
+        reference = _run(model, batch)
+        monkeypatch.setattr(answer_loss, 'HEAD_ROWS_MULTIPLE', 128)
+        _assert_close(reference, _run(model, batch))
+    finally:
+        model.fused_loss = None
+
+
 def test_partial_recompute_matches_full_recompute_on_cuda(model_and_samples):
     from xtuner_ext.data.packing import internvl2_packed_collate_fn
 

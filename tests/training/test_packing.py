@@ -171,6 +171,19 @@ def test_packed_attention_kernel_choice(make_qlora, train_dataset):
         model(internvl2_packed_collate_fn(_samples(train_dataset, 2))['data'], mode='loss')
 
 
+def test_cudnn_kernel_falls_back_to_the_other_sdpa_kernels_where_cudnn_cannot_run(make_qlora, train_dataset):
+    """'cudnn' only reorders SDPA's kernel preference: on the CPU (no cuDNN attention) it computes what
+    'split' does. The cuDNN kernel itself: tests/gpu/test_speed_levers_cuda.py."""
+    from xtuner_ext.models.packed_attention import enable_packed_attention
+
+    model = make_qlora(llm_lora=lora(r=4), packed_attention='split')
+    _randomize_lora_b(model)
+    batch = internvl2_packed_collate_fn(_samples(train_dataset, 3))
+    reference = _loss_and_grads(model, batch)
+    enable_packed_attention(model.model.language_model, 'cudnn')
+    _assert_same(reference, _loss_and_grads(model, batch))
+
+
 def test_liger_layers_keep_cpu_outputs_and_state_and_refuse_phi3():
     """The Liger routing changes nothing off CUDA (outputs, parameter names) and refuses Phi-3's fused
     gate_up MLP by name; the CUDA kernels themselves are checked in tests/gpu."""

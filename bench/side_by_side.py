@@ -44,43 +44,53 @@ GIB = 1024 ** 3
 CUDA = torch.cuda.is_available()  # the CPU runs the same code as a smoke test (no memory figures)
 DEVICE = 'cuda' if CUDA else 'cpu'
 # A setting: packed rows, packed-attention kernel, ViT under no_grad, fused loss, recompute (None:
-# off; 'all' or a number of LLM layers), LoRA dropout on, peft's input cast on, Liger RMSNorm/SwiGLU,
-# LoRA update inside addmm, micro-batch.
+# off; 'all' or a number of LLM layers), LoRA dropout on, peft's input cast on, Liger RMSNorm/SwiGLU/RoPE,
+# LoRA update inside addmm, samples per optimizer step, micro-batches they are split into (gradients
+# accumulated, each micro-batch's loss divided by their count as mmengine's accumulation does), rows
+# of the fused loss's padded head (1: unpadded).
 BEFORE = dict(packed=False, kernel='auto', vit_no_grad=False, fused=None, recompute='all', dropout=True,
-              peft_cast=True, liger=False, addmm=False, micro=4)
+              peft_cast=True, liger=False, addmm=False, micro=4, split=1, head_rows=1)
 SHIPPED_RECOMPUTE = 14  # configs/internvl/internvl2_2b_qlora.py recompute_llm_layers (of 24)
 # the 2B config's model switches (batch_size 16, one packed row)
-SHIPPED = dict(BEFORE, packed=True, vit_no_grad=True, fused='liger', recompute=SHIPPED_RECOMPUTE, addmm=True, micro=16)
-LAST_SESSION = dict(SHIPPED, kernel='split', recompute='all', addmm=False)  # shipped before this one
-TOGETHER = dict(LAST_SESSION, kernel='auto')
+SHIPPED = dict(BEFORE, packed=True, vit_no_grad=True, fused='liger', recompute=SHIPPED_RECOMPUTE, addmm=True,
+               liger=True, head_rows=128, micro=16)
+EARLIER = dict(SHIPPED, head_rows=1)  # shipped before the padded head
+RECIPE_24GB = dict(SHIPPED, micro=4, recompute='all')  # the README's 24 GB-card switches
 # name -> (setting, in --quick)
 LEVERS = {
     'before (padded, ViT activations kept)': (BEFORE, True),
     'lever: ViT under no_grad': (dict(BEFORE, vit_no_grad=True), False),
-    'lever: packed rows, split attention': (dict(BEFORE, packed=True, kernel='split'), True),
-    'lever: packed rows, varlen attention': (dict(BEFORE, packed=True, kernel='varlen'), True),
+    'lever: packed rows, split attention': (dict(BEFORE, packed=True, kernel='split'), False),
+    'lever: packed rows, varlen attention': (dict(BEFORE, packed=True, kernel='varlen'), False),
     'lever: Liger fused loss': (dict(BEFORE, fused='liger'), False),
     'lever: LoRA addmm': (dict(BEFORE, addmm=True), False),
     'lever: micro-batch 16 (padded)': (dict(BEFORE, micro=16), False),
-    '24 GB recipe: shipped switches, micro 4, recompute all': (dict(SHIPPED, micro=4, recompute='all'), True),
-    'last session shipped (split attention, recompute all), micro 16': (LAST_SESSION, True),
-    '+ varlen attention': (TOGETHER, True),
-    '+ varlen, peft input cast off': (dict(TOGETHER, peft_cast=False), True),
-    '+ varlen, LoRA addmm': (dict(TOGETHER, addmm=True), True),
-    '+ varlen, Liger RMSNorm + SwiGLU': (dict(TOGETHER, liger=True), True),
-    f'shipped: varlen, LoRA addmm, recompute {SHIPPED_RECOMPUTE} of 24': (SHIPPED, True),
-    'shipped + Liger RMSNorm + SwiGLU': (dict(SHIPPED, liger=True), True),
-    'shipped + Liger, recompute 10 of 24': (dict(SHIPPED, liger=True, recompute=10), True),
-    'shipped + Liger, recompute 6 of 24': (dict(SHIPPED, liger=True, recompute=6), False),
-    'shipped, recompute 18 of 24': (dict(SHIPPED, recompute=18), False),
+    'peft path (no addmm), input cast on': (dict(SHIPPED, addmm=False), False),
+    'peft path (no addmm), input cast off': (dict(SHIPPED, addmm=False, peft_cast=False), False),
+    '24 GB recipe: shipped switches, micro 4, recompute all': (RECIPE_24GB, True),
+    '24 GB recipe, recompute 20 of 24': (dict(RECIPE_24GB, recompute=20), True),
+    'shipped before the padded head (varlen, addmm, Liger layers, recompute 14)': (EARLIER, True),
+    'shipped: + fused loss on the head padded to 128 rows': (SHIPPED, True),
+    'shipped + cuDNN attention': (dict(SHIPPED, kernel='cudnn'), True),
+    'shipped, Liger layers off (RMSNorm, SwiGLU, RoPE)': (dict(SHIPPED, liger=False), True),
     'shipped, recompute 10 of 24': (dict(SHIPPED, recompute=10), True),
+    'shipped, recompute 18 of 24': (dict(SHIPPED, recompute=18), False),
     'shipped, no recompute': (dict(SHIPPED, recompute=None), True),
     'shipped, LoRA dropout off (changes training)': (dict(SHIPPED, dropout=False), False),
 }
 LONG = {'before (padded, ViT activations kept)': (BEFORE, True),
-        '24 GB recipe: shipped switches, micro 4, recompute all': (dict(SHIPPED, micro=4, recompute='all'), True),
-        'last session shipped, micro 4': (dict(LAST_SESSION, micro=4), False),
-        f'shipped switches (recompute {SHIPPED_RECOMPUTE} of 24), micro 4': (dict(SHIPPED, micro=4), True)}
+        '24 GB recipe before the padded head': (dict(RECIPE_24GB, head_rows=1), True),
+        '24 GB recipe (micro 4, recompute all)': (RECIPE_24GB, True),
+        '24 GB recipe + cuDNN attention': (dict(RECIPE_24GB, kernel='cudnn'), True),
+        '24 GB recipe, Liger layers off (RMSNorm, SwiGLU, RoPE)': (dict(RECIPE_24GB, liger=False), True),
+        '24 GB recipe + cuDNN, recompute 20 of 24': (dict(RECIPE_24GB, kernel='cudnn', recompute=20), True),
+        '24 GB recipe + cuDNN, recompute 19 of 24': (dict(RECIPE_24GB, kernel='cudnn', recompute=19), True),
+        f'shipped switches (recompute {SHIPPED_RECOMPUTE} of 24), micro 4': (dict(SHIPPED, micro=4), False),
+        # the same 4 samples per step, one sample per micro-batch (4 accumulated): a quarter of the
+        # activations, but 4x the kernel launches (measured slower: the CPU cannot keep the GPU busy)
+        '24 GB recipe, 4 x 1 sample, recompute 4 of 24': (dict(RECIPE_24GB, split=4, recompute=4), False),
+        '24 GB recipe, 4 x 1 sample, no recompute': (dict(RECIPE_24GB, split=4, recompute=None), False),
+        '24 GB recipe, 2 x 2 samples, recompute 12 of 24': (dict(RECIPE_24GB, split=2, recompute=12), False)}
 
 
 def shipped_model_kwargs(model_dir: str) -> dict:
@@ -113,6 +123,7 @@ def model_flops(config, lengths, tiles: int, answer_tokens: int, lora_r: int) ->
 
 def apply_setting(model, setting: dict) -> None:
     from peft.tuners.tuners_utils import BaseTunerLayer
+    from xtuner_ext.models import answer_loss
     from xtuner_ext.models.liger_layers import use_liger_layers
     from xtuner_ext.models.lora_addmm import use_lora_addmm
     from xtuner_ext.models.packed_attention import enable_packed_attention
@@ -125,6 +136,7 @@ def apply_setting(model, setting: dict) -> None:
     enable_packed_attention(model.model.language_model, setting['kernel'])
     use_liger_layers(model._decoder_and_head()[0], setting['liger'])
     use_lora_addmm(model.model, setting['addmm'])
+    answer_loss.HEAD_ROWS_MULTIPLE = setting['head_rows']
     for name, module in model.named_modules():
         if name.endswith('lora_dropout.default'):
             module.p = 0.05 if setting['dropout'] else 0.0
@@ -163,26 +175,29 @@ def to_device(data: dict) -> dict:
     return {k: v.to(DEVICE, non_blocking=True) if torch.is_tensor(v) else v for k, v in data.items()}
 
 
-def ours_step(model, optimizer, batch):
+def ours_step(model, optimizer, batches: list):
+    """One optimizer step over the micro-batches (each loss / their count, as mmengine accumulates)."""
     params = [p for p in model.parameters() if p.requires_grad]
 
     def step():
-        with torch.autocast(DEVICE, dtype=torch.bfloat16):
-            loss = model(to_device(batch['data']), mode='loss')['loss']
-        loss.backward()
+        for batch in batches:
+            with torch.autocast(DEVICE, dtype=torch.bfloat16):
+                loss = model(to_device(batch['data']), mode='loss')['loss']
+            (loss / len(batches)).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return step
 
 
-def row(impl, setting, shape, items, batch, timing, config, lora_r) -> dict:
-    counts = token_counts(batch)
+def row(impl, setting, shape, items, batches: list, timing, config, lora_r) -> dict:
+    counts = {key: sum(token_counts(batch)[key] for batch in batches) for key in token_counts(batches[0])}
     lengths = [len(x['input_ids']) for x in items]
     answers = sum(int((x['labels'] != -100).sum()) for x in items)
     flops = model_flops(config, lengths, counts['tiles'], answers, lora_r)
     step = timing['step_s']
-    return dict(impl=impl, setting=setting, shape=shape, micro_batch=len(items), step_s=round(step, 4),
+    return dict(impl=impl, setting=setting, shape=shape, micro_batch=len(items) // len(batches),
+                micro_batches=len(batches), step_s=round(step, 4),
                 samples_per_s=round(len(items) / step, 2), real_tokens_per_s=round(counts['real_tokens'] / step),
                 processed_tokens_per_s=round(counts['processed_tokens'] / step),
                 peak_allocated_gib=round(timing['peak_allocated_gib'], 2),
@@ -203,24 +218,34 @@ def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
     print(json.dumps(rows[-1]), flush=True)
     for shape in shapes:
         for name, setting in selected(LEVERS if shape == 'clot' else LONG, args):
-            items = instances(processor, shape, repeat=setting['micro'] // 4)
-            collate = internvl2_packed_collate_fn if setting['packed'] else internvl2_collate_fn
-            batch = collate(items)
+            items, batches = setting_batches(processor, shape, setting)
             apply_setting(model, setting)
             try:
-                timing = time_steps(ours_step(model, optimizer, batch), args.warmup, args.steps)
-                rows.append(row('ours', name, shape, items, batch, timing, model.model.config, lora_r))
+                timing = time_steps(ours_step(model, optimizer, batches), args.warmup, args.steps)
+                rows.append(row('ours', name, shape, items, batches, timing, model.model.config, lora_r))
             except Exception as err:  # noqa: BLE001  (one setting failing must not lose the others' rows)
                 rows.append(dict(impl='ours', setting=name, shape=shape, error=failure(err)))
                 optimizer.zero_grad(set_to_none=True)  # no gradients of a failed step in the next row's memory
             print(json.dumps(rows[-1]), flush=True)
             free_memory()
     if profile_out:
-        apply_setting(model, SHIPPED)
-        profile(ours_step(model, optimizer, internvl2_packed_collate_fn(instances(processor, 'clot', repeat=4))),
-                profile_out)
+        settings = LEVERS if args.profile_shape == 'clot' else LONG
+        name = args.profile_setting or ('shipped: + fused loss on the head padded to 128 rows'
+                                        if args.profile_shape == 'clot' else '24 GB recipe (micro 4, recompute all)')
+        setting = settings[name][0]
+        apply_setting(model, setting)
+        profile(ours_step(model, optimizer, setting_batches(processor, args.profile_shape, setting)[1]),
+                profile_out, f'{name}, shape {args.profile_shape}')
     del model, optimizer
     free_memory()
+
+
+def setting_batches(processor, shape: str, setting: dict):
+    """The step's items (``micro`` samples of the shape) and their collated micro-batches."""
+    items = instances(processor, shape, repeat=max(1, setting['micro'] // 4))[:setting['micro']]
+    collate = internvl2_packed_collate_fn if setting['packed'] else internvl2_collate_fn
+    size = len(items) // setting['split']
+    return items, [collate(items[start:start + size]) for start in range(0, len(items), size)]
 
 
 def varlen_probe(model) -> str:
@@ -249,15 +274,15 @@ def failure(err: Exception) -> str:
     return f'{kind}: {err}'[:300]
 
 
-def profile(step, out: Path) -> None:
-    """Top CUDA ops of two shipped-setting steps (after warm-up), then the same ops split by input
+def profile(step, out: Path, title: str) -> None:
+    """Top CUDA ops of two steps of one setting (after warm-up), then the same ops split by input
     shape (which tensors the copies and elementwise kernels move)."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     step()
     synchronize()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if CUDA else [])
-    with torch_profile(activities=activities) as prof:
+    with torch_profile(activities=activities, record_shapes=True) as prof:
         for _ in range(2):
             step()
         synchronize()
@@ -265,7 +290,7 @@ def profile(step, out: Path) -> None:
     table = prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=60)
     shapes = prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=40, max_name_column_width=40,
                                                                max_shapes_column_width=80)
-    text = f'{table}\n\nBy input shape:\n{shapes}'
+    text = f'Profile of two steps: {title}\n\n{table}\n\nBy input shape:\n{shapes}'
     write_atomically(out, text.encode('utf-8'))
     print(text, flush=True)
 
@@ -294,7 +319,7 @@ def bench_stock(model_dir, processor, shapes, args, rows):
         try:
             timing = time_steps(step, args.warmup, args.steps)
             rows.append(row('stock InternVL_V1_5', 'stock (eager attention, fp16 AMP)', shape, items,
-                            internvl2_collate_fn(items), timing, _our_config(model_dir), 128))
+                            [internvl2_collate_fn(items)], timing, _our_config(model_dir), 128))
         except Exception as err:  # noqa: BLE001
             rows.append(dict(impl='stock InternVL_V1_5', shape=shape, error=failure(err)))
         print(json.dumps(rows[-1]), flush=True)
@@ -307,7 +332,7 @@ def _our_config(model_dir):
 
 
 def markdown(rows) -> str:
-    cols = ['impl', 'setting', 'shape', 'micro_batch', 'step_s', 'samples_per_s', 'real_tokens_per_s',
+    cols = ['impl', 'setting', 'shape', 'micro_batch', 'micro_batches', 'step_s', 'samples_per_s', 'real_tokens_per_s',
             'processed_tokens_per_s', 'peak_allocated_gib', 'peak_reserved_gib', 'mfu']
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
     for r in rows:
@@ -356,6 +381,8 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, default=4)
     parser.add_argument('--stock-code', help='official remote code: .official/remote_code (git-ignored; see bench/stock_xtuner.py)')
     parser.add_argument('--profile', help='write the profile table here')
+    parser.add_argument('--profile-shape', default='clot', choices=list(SHAPES), help='the profiled shape')
+    parser.add_argument('--profile-setting', help='the profiled setting (default: the shipped one of that shape)')
     parser.add_argument('--stock-lora-r', type=int, default=128)
     parser.add_argument('--settings', nargs='+', help='only the settings whose names start with these')
     parser.add_argument('--quick', action='store_true', help='the settings marked quick, 1 warm-up + 3 timed steps')

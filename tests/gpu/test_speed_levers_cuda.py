@@ -84,7 +84,6 @@ def _packed_kernel(model, kernel):
 
 def test_varlen_attention_matches_per_sample_sdpa_on_cuda(model_and_samples):
     """One varlen flash call over the packed row = one SDPA call per sample (torch.split)."""
-    from xtuner_ext.data.packing import internvl2_packed_collate_fn
     from xtuner_ext.models.packed_attention import _varlen_probe_failure, varlen_unavailable_reason
 
     model, samples = model_and_samples
@@ -93,28 +92,23 @@ def test_varlen_attention_matches_per_sample_sdpa_on_cuda(model_and_samples):
     for head_dim in (16, 128):  # the tiny model's and InternVL2-2B's
         failure = _varlen_probe_failure(probe.device, torch.bfloat16, head_dim)
         assert failure is None, failure
-    batch = internvl2_packed_collate_fn(samples)
-    model.fused_loss = None
-    try:
-        _packed_kernel(model, 'split')
-        reference = _run(model, batch)
-        _packed_kernel(model, 'varlen')
-        _assert_close(reference, _run(model, batch))
-    finally:
-        _packed_kernel(model, 'auto')
+    _assert_kernel_matches_split(model, samples, 'varlen')
 
 
 def test_cudnn_attention_matches_per_sample_sdpa_on_cuda(model_and_samples):
     """'cudnn' (per-sample SDPA, cuDNN's kernel preferred) = per-sample SDPA with torch's default choice."""
+    _assert_kernel_matches_split(*model_and_samples, 'cudnn')
+
+
+def _assert_kernel_matches_split(model, samples, kernel):
     from xtuner_ext.data.packing import internvl2_packed_collate_fn
 
-    model, samples = model_and_samples
     batch = internvl2_packed_collate_fn(samples)
     model.fused_loss = None
     try:
         _packed_kernel(model, 'split')
         reference = _run(model, batch)
-        _packed_kernel(model, 'cudnn')
+        _packed_kernel(model, kernel)
         _assert_close(reference, _run(model, batch))
     finally:
         _packed_kernel(model, 'auto')

@@ -47,9 +47,9 @@ DEVICE = 'cuda' if CUDA else 'cpu'
 # off; 'all' or a number of LLM layers), LoRA dropout on, peft's input cast on, Liger RMSNorm/SwiGLU/RoPE,
 # LoRA update inside addmm, samples per optimizer step, micro-batches they are split into (gradients
 # accumulated, each micro-batch's loss divided by their count as mmengine's accumulation does), rows
-# of the fused loss's padded head (1: unpadded).
+# of the fused loss's padded head (1: unpadded), 'cudnn' sharing the key/value heads (enable_gqa).
 BEFORE = dict(packed=False, kernel='auto', vit_no_grad=False, fused=None, recompute='all', dropout=True,
-              peft_cast=True, liger=False, addmm=False, micro=4, split=1, head_rows=1)
+              peft_cast=True, liger=False, addmm=False, micro=4, split=1, head_rows=1, gqa=False)
 SHIPPED_RECOMPUTE = 14  # configs/internvl/internvl2_2b_qlora.py recompute_llm_layers (of 24)
 # the 2B config's model switches (batch_size 16, one packed row)
 SHIPPED = dict(BEFORE, packed=True, vit_no_grad=True, fused='liger', recompute=SHIPPED_RECOMPUTE, addmm=True,
@@ -72,6 +72,7 @@ LEVERS = {
     'shipped before the padded head (varlen, addmm, Liger layers, recompute 14)': (EARLIER, True),
     'shipped: + fused loss on the head padded to 128 rows': (SHIPPED, True),
     'shipped + cuDNN attention': (dict(SHIPPED, kernel='cudnn'), True),
+    'shipped + cuDNN attention, shared key/value heads': (dict(SHIPPED, kernel='cudnn', gqa=True), True),
     'shipped, Liger layers off (RMSNorm, SwiGLU, RoPE)': (dict(SHIPPED, liger=False), True),
     'shipped, recompute 10 of 24': (dict(SHIPPED, recompute=10), True),
     'shipped, recompute 18 of 24': (dict(SHIPPED, recompute=18), False),
@@ -82,6 +83,9 @@ LONG = {'before (padded, ViT activations kept)': (BEFORE, True),
         '24 GB recipe before the padded head': (dict(RECIPE_24GB, head_rows=1), True),
         '24 GB recipe (micro 4, recompute all)': (RECIPE_24GB, True),
         '24 GB recipe + cuDNN attention': (dict(RECIPE_24GB, kernel='cudnn'), True),
+        '24 GB recipe + cuDNN, shared key/value heads': (dict(RECIPE_24GB, kernel='cudnn', gqa=True), True),
+        '24 GB recipe + cuDNN, shared key/value heads, recompute 19 of 24':
+            (dict(RECIPE_24GB, kernel='cudnn', gqa=True, recompute=19), True),
         '24 GB recipe, Liger layers off (RMSNorm, SwiGLU, RoPE)': (dict(RECIPE_24GB, liger=False), True),
         '24 GB recipe + cuDNN, recompute 20 of 24': (dict(RECIPE_24GB, kernel='cudnn', recompute=20), True),
         '24 GB recipe + cuDNN, recompute 19 of 24': (dict(RECIPE_24GB, kernel='cudnn', recompute=19), True),
@@ -123,7 +127,7 @@ def model_flops(config, lengths, tiles: int, answer_tokens: int, lora_r: int) ->
 
 def apply_setting(model, setting: dict) -> None:
     from peft.tuners.tuners_utils import BaseTunerLayer
-    from xtuner_ext.models import answer_loss
+    from xtuner_ext.models import answer_loss, packed_attention
     from xtuner_ext.models.liger_layers import use_liger_layers
     from xtuner_ext.models.lora_addmm import use_lora_addmm
     from xtuner_ext.models.packed_attention import enable_packed_attention
@@ -137,6 +141,7 @@ def apply_setting(model, setting: dict) -> None:
     use_liger_layers(model._decoder_and_head()[0], setting['liger'])
     use_lora_addmm(model.model, setting['addmm'])
     answer_loss.HEAD_ROWS_MULTIPLE = setting['head_rows']
+    packed_attention.CUDNN_SHARES_KV_HEADS = setting['gqa']
     for name, module in model.named_modules():
         if name.endswith('lora_dropout.default'):
             module.p = 0.05 if setting['dropout'] else 0.0

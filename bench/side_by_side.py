@@ -196,7 +196,8 @@ def ours_step(model, optimizer, batches: list):
 
 
 def row(impl, setting, shape, items, batches: list, timing, config, lora_r) -> dict:
-    counts = {key: sum(token_counts(batch)[key] for batch in batches) for key in token_counts(batches[0])}
+    per_batch = [token_counts(batch) for batch in batches]
+    counts = {key: sum(c[key] for c in per_batch) for key in per_batch[0]}
     lengths = [len(x['input_ids']) for x in items]
     answers = sum(int((x['labels'] != -100).sum()) for x in items)
     flops = model_flops(config, lengths, counts['tiles'], answers, lora_r)
@@ -234,9 +235,8 @@ def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
             print(json.dumps(rows[-1]), flush=True)
             free_memory()
     if profile_out:
-        settings = LEVERS if args.profile_shape == 'clot' else LONG
-        name = args.profile_setting or ('shipped: + fused loss on the head padded to 128 rows'
-                                        if args.profile_shape == 'clot' else '24 GB recipe (micro 4, recompute all)')
+        settings, default = (LEVERS, SHIPPED) if args.profile_shape == 'clot' else (LONG, RECIPE_24GB)
+        name = args.profile_setting or next(n for n, (s, _) in settings.items() if s is default)
         setting = settings[name][0]
         apply_setting(model, setting)
         profile(ours_step(model, optimizer, setting_batches(processor, args.profile_shape, setting)[1]),

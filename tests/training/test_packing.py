@@ -171,25 +171,22 @@ def test_packed_attention_kernel_choice(make_qlora, train_dataset):
         model(internvl2_packed_collate_fn(_samples(train_dataset, 2))['data'], mode='loss')
 
 
-def test_cudnn_kernel_falls_back_to_the_other_sdpa_kernels_where_cudnn_cannot_run(make_qlora, train_dataset):
+def test_cudnn_kernel_falls_back_to_the_other_sdpa_kernels_where_cudnn_cannot_run(make_qlora, train_dataset,
+                                                                                   monkeypatch):
     """'cudnn' only reorders SDPA's kernel preference: on the CPU (no cuDNN attention) it computes what
     'split' does. The cuDNN kernel itself: tests/gpu/test_speed_levers_cuda.py."""
-    from xtuner_ext.models.packed_attention import enable_packed_attention
-
     from xtuner_ext.models import packed_attention
 
     model = make_qlora(llm_lora=lora(r=4), packed_attention='split')
     _randomize_lora_b(model)
     batch = internvl2_packed_collate_fn(_samples(train_dataset, 3))
     reference = _loss_and_grads(model, batch)
-    enable_packed_attention(model.model.language_model, 'cudnn')
+    packed_attention.enable_packed_attention(model.model.language_model, 'cudnn')
     _assert_same(reference, _loss_and_grads(model, batch))
-    packed_attention.CUDNN_SHARES_KV_HEADS = True  # the bench's variant: SDPA shares the key/value heads
-    try:
-        assert model.model.language_model.config.num_key_value_heads < model.model.language_model.config.num_attention_heads
-        _assert_same(reference, _loss_and_grads(model, batch))
-    finally:
-        packed_attention.CUDNN_SHARES_KV_HEADS = False
+    config = model.model.language_model.config
+    assert config.num_key_value_heads < config.num_attention_heads  # so sharing the heads is a different call
+    monkeypatch.setattr(packed_attention, 'CUDNN_SHARES_KV_HEADS', True)  # the bench's variant
+    _assert_same(reference, _loss_and_grads(model, batch))
 
 
 def test_liger_layers_keep_cpu_outputs_and_state_and_refuse_phi3():

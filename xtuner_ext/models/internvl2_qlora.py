@@ -105,7 +105,7 @@ class InternVL2QLoRA(BaseModel):
         packed_attention: kernel for packed rows: ``'auto'`` (one varlen flash call per layer on
             CUDA bf16/fp16, per-sample SDPA elsewhere), ``'varlen'``, ``'split'`` or ``'cudnn'`` (per-sample
             SDPA, cuDNN's kernel preferred) (``packed_attention.py``).
-        liger_layers: run the LLM's RMSNorms and SwiGLU MLPs through Liger's fused kernels on CUDA
+        liger_layers: run the LLM's RMSNorms, SwiGLU MLPs and RoPE through Liger's fused kernels on CUDA
             (``liger_layers.py``; the CPU keeps transformers' code).
         lora_addmm: add each LoRA update inside one GEMM (``torch.addmm``) instead of peft's clone,
             scale and add (``lora_addmm.py``; same function, one rounding instead of three).

@@ -3,14 +3,11 @@
 - ``torchrun`` on a machine without CUDA (the CPU tests, ``env_cfg.dist_cfg.backend='gloo'``): mmengine's
   pytorch launcher calls ``torch.cuda.set_device(LOCAL_RANK)`` before it joins the group, which fails there.
   ``init_dist_pytorch_on_cpu`` joins the group without it (``boot.py`` routes mmengine's call through it),
-  and refuses several DeepSpeed ranks at once, with the reason, instead of after the model is built. The group
-  it joins is left at interpreter exit: a gloo group still alive then can abort a rank after training has
-  finished ("terminate called without an active exception", SIGABRT; seen on resumed 2-rank CPU runs).
+  and refuses several DeepSpeed ranks at once, with the reason, instead of after the model is built.
 - ``xtuner train CONFIG --deepspeed ...`` as one plain process: DeepSpeed finds none of torchrun's variables
   and goes looking for MPI (``mpi4py``, which the stack does not ship). ``single_process_rendezvous`` gives it
   the one-process group torchrun would have described (rank 0 of 1, a free local port).
 """
-import atexit
 import os
 import socket
 
@@ -38,15 +35,9 @@ def init_dist_pytorch_on_cpu(stock_init):
                 raise RuntimeError(SEVERAL_CPU_RANKS_UNDER_DEEPSPEED)
             import deepspeed
             return deepspeed.init_distributed(dist_backend=backend, **kwargs)
-        torch.distributed.init_process_group(backend=backend, **kwargs)
-        atexit.register(_leave_process_group)
+        return torch.distributed.init_process_group(backend=backend, **kwargs)
 
     return init
-
-
-def _leave_process_group() -> None:
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 def free_port() -> int:

@@ -5,6 +5,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# A fresh .venv measures 6.9 GiB (torch's CUDA build and NVIDIA libraries: 5.3); pip needs room to unpack.
+INSTALL_GIB := 8
 # `xtuner <cmd>` starts its tools with the first `python` on PATH: make it the venv's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # DeepSpeed is an sdist: build it pure-Python (no CUDA needed here); its ops compile on first use on a GPU.
@@ -15,6 +17,7 @@ export DS_BUILD_OPS := 0
 install: $(STAMP)
 
 $(STAMP): requirements/lock.txt pyproject.toml
+	@test -d $(VENV) || $(PYTHON) tools/check_free_space.py --need-gib $(INSTALL_GIB) $(CURDIR)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	$(PY) -m pip install -q --no-deps -r requirements/lock.txt

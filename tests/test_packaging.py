@@ -136,3 +136,19 @@ def test_wheel_install_lists_and_copies_configs(tmp_path, repo_root):
                'xtuner_ext_internvl2_2b_qlora', tmp_path / 'out', env=env, cwd=tmp_path)
     assert (tmp_path / 'out' / 'internvl2_2b_qlora_copy.py').is_file(), copy.stderr
     shutil.rmtree(env_dir)
+
+
+@pytest.mark.parametrize('need_gib, refused', [(10**9, True), (0.001, False)])
+def test_make_install_checks_free_space_before_creating_the_venv(tmp_path, repo_root, need_gib, refused):
+    """`make install` on a fresh clone refuses a disk too small for the stack, naming the space needed and free,
+    before pip starts; enough space passes the same check."""
+    for name in ('Makefile', 'tools/check_free_space.py', 'requirements/lock.txt', 'pyproject.toml'):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(repo_root / name, tmp_path / name)
+    if refused:
+        made = run('make', 'install', f'INSTALL_GIB={need_gib}', cwd=tmp_path)
+        assert made.returncode != 0 and not (tmp_path / '.venv').exists()
+        assert f'needs about {need_gib:g} GiB free in {tmp_path}' in made.stderr, made.stderr
+    else:
+        checked = run('python3', 'tools/check_free_space.py', '--need-gib', need_gib, tmp_path, cwd=tmp_path)
+        assert checked.returncode == 0 and not checked.stderr

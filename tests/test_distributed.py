@@ -69,6 +69,39 @@ def test_torchrun_ranks_join_a_gloo_group_on_cpu(tmp_path):
     assert 'ranks [0, 1]' in result.stdout  # gathered from both ranks (printed by rank 0: one shared pipe)
 
 
+GLOO_WORKERS = """
+import atexit, os, sys
+def gloo_workers():
+    return sum(open(f'/proc/self/task/{t}/comm').read().strip() == 'pt_gloo_runloop'
+               for t in os.listdir('/proc/self/task'))
+atexit.register(lambda: print('at the end', gloo_workers(), flush=True))  # registered first: runs last
+import torch, xtuner_ext
+from mmengine.dist import all_gather_object, init_dist
+init_dist('pytorch', backend='gloo')  # registers the group's leaving
+cycle = {'group': torch.distributed.group.WORLD}  # as the runner's objects hold the DDP model and its group:
+cycle['self'] = cycle  # in a reference cycle, which only a collection frees
+all_gather_object('state')
+del cycle
+atexit.register(lambda: print('at exit', gloo_workers(), flush=True))  # registered last: runs first
+"""
+
+
+@pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='the CPU path only')
+def test_a_cpu_rank_leaves_its_group_before_interpreter_shutdown(tmp_path):
+    """gloo's worker threads must be joined before shutdown: one that finishes a collective after it began aborts
+    the rank (see ``leave_process_group``). Without the collection there, the two workers were still running.
+    The 2-rank training runs in tests/e2e/test_multi_rank.py check the same at the end of ``xtuner train``."""
+    from xtuner_ext.distributed import free_port
+    script = tmp_path / 'leave.py'
+    script.write_text(GLOO_WORKERS, encoding='utf-8')
+    env = dict(os.environ, RANK='0', WORLD_SIZE='1', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1',
+               MASTER_PORT=str(free_port()), OMP_NUM_THREADS='1')
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    at_exit, at_the_end = (int(line.split()[-1]) for line in result.stdout.splitlines()[-2:])
+    assert at_exit >= 1 and at_the_end == 0, result.stdout
+
+
 def test_last_checkpoint_pointer_is_written_atomically(tmp_path):
     from mmengine.hooks import checkpoint_hook
     pointer = tmp_path / 'last_checkpoint'

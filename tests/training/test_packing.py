@@ -8,11 +8,13 @@ rtol 1e-4 / atol 1e-6 of the plain path's.
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from training_helpers import IGNORE, lora
 
 from xtuner_ext.data.internvl2_dataset import internvl2_collate_fn
 from xtuner_ext.data.packing import internvl2_packed_collate_fn
+from xtuner_ext.models.recompute import attention_ops
 
 
 def _loss_and_grads(model, batch):
@@ -154,11 +156,44 @@ def test_recomputing_some_layers_keeps_gradients_and_skips_the_others(make_qlora
     _assert_same(reference, partial)
 
 
+class _AttentionCalls(TorchDispatchMode):
+    """Counts the attention kernel calls that run (a kept output is not recomputed, so not counted)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls += func in attention_ops()
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize('collate', [internvl2_packed_collate_fn, internvl2_collate_fn])
+def test_recomputed_layers_keeping_attention_run_it_once_with_the_same_gradients(make_qlora, train_dataset, collate):
+    """recompute_keeps_attention: recomputed layers run their attention kernel as often as layers that
+    keep everything (forward only; plain recomputation runs it again), with plain recomputation's
+    loss and gradients."""
+    model = make_qlora(llm_lora=lora(r=4), gradient_checkpointing=True)
+    _randomize_lora_b(model)
+    batch = collate(_samples(train_dataset))
+    runs = {}
+    for name, layers, keep in (('kept', None, True), ('plain', None, False), ('none recomputed', 0, False)):
+        model.set_recompute(True, llm_layers=layers, keep_attention=keep)
+        with _AttentionCalls() as mode:
+            runs[name] = _loss_and_grads(model, batch)
+        runs[name] += (mode.calls,)
+    calls = {name: run[2] for name, run in runs.items()}
+    assert calls['kept'] == calls['none recomputed'] < calls['plain'], calls
+    _assert_same(runs['plain'][:2], runs['kept'][:2])
+
+
 def test_recompute_settings_are_checked(make_qlora):
     with pytest.raises(ValueError, match='recompute_llm_layers must be between 0 and'):
         make_qlora(gradient_checkpointing=True, recompute_llm_layers=99)
     with pytest.raises(ValueError, match='needs gradient_checkpointing=True'):
         make_qlora(gradient_checkpointing=False, recompute_llm_layers=1)
+    with pytest.raises(ValueError, match='recompute_keeps_attention needs gradient_checkpointing=True'):
+        make_qlora(gradient_checkpointing=False, recompute_keeps_attention=True)
 
 
 def test_packed_attention_kernel_choice(make_qlora, train_dataset):

@@ -102,6 +102,8 @@ class InternVL2QLoRA(BaseModel):
         recompute_llm_layers: with ``gradient_checkpointing``, recompute only the first this many
             LLM decoder layers and keep the others' activations (faster, more memory; same
             gradients; ``recompute.py``); ``None`` recomputes all.
+        recompute_keeps_attention: the recomputed layers keep their attention outputs instead of
+            re-running the attention kernel (a hidden-size vector per token and layer; same gradients).
         packed_attention: kernel for packed rows: ``'auto'`` (one varlen flash call per layer on
             CUDA bf16/fp16, per-sample SDPA elsewhere), ``'varlen'``, ``'split'`` or ``'cudnn'`` (per-sample
             SDPA, cuDNN's kernel preferred) (``packed_attention.py``).
@@ -134,7 +136,8 @@ class InternVL2QLoRA(BaseModel):
                  processor: Optional[dict] = None, fused_loss: Optional[str] = None,
                  frozen_vision_no_grad: bool = True, recompute_llm_layers: Optional[int] = None,
                  packed_attention: str = 'auto', liger_layers: bool = False, lora_addmm: bool = False,
-                 vision_feature_cache_gib: Optional[float] = None, data_preprocessor: Optional[dict] = None):
+                 vision_feature_cache_gib: Optional[float] = None, recompute_keeps_attention: bool = False,
+                 data_preprocessor: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor)
         if quantization_llm and not llm_lora and not freeze_llm:
             raise ValueError('quantization_llm needs freeze_llm=True or llm_lora: 4-bit weights cannot train')
@@ -166,7 +169,7 @@ class InternVL2QLoRA(BaseModel):
         check_fused_loss(fused_loss, self._decoder_and_head()[1])
         self.frozen_vision_no_grad = frozen_vision_no_grad
         self.vision_cache = self._vision_cache(vision_feature_cache_gib)
-        self.set_recompute(gradient_checkpointing, recompute_llm_layers)
+        self.set_recompute(gradient_checkpointing, recompute_llm_layers, recompute_keeps_attention)
         self._register_load_state_dict_pre_hook(self._check_trainable_state, with_module=False)
         if pretrained_pth:
             self.load_trainable_state(pretrained_pth)
@@ -227,15 +230,17 @@ class InternVL2QLoRA(BaseModel):
             return None
         return VisionFeatureCache(max_gib)
 
-    def set_recompute(self, enabled: bool, llm_layers: Optional[int] = None) -> None:
-        """Gradient checkpointing on/off; ``llm_layers``: how many LLM layers recompute (None: all)."""
+    def set_recompute(self, enabled: bool, llm_layers: Optional[int] = None, keep_attention: bool = False) -> None:
+        """Gradient checkpointing on/off; ``llm_layers``: how many LLM layers recompute (None: all);
+        ``keep_attention``: those layers keep their attention outputs."""
         if not enabled:
-            if llm_layers is not None:
-                raise ValueError(f'recompute_llm_layers={llm_layers} needs gradient_checkpointing=True')
+            if llm_layers is not None or keep_attention:
+                name = f'recompute_llm_layers={llm_layers}' if llm_layers is not None else 'recompute_keeps_attention'
+                raise ValueError(f'{name} needs gradient_checkpointing=True')
             self.model.gradient_checkpointing_disable()
             return
         self.model.gradient_checkpointing_enable()
-        select_recomputed_layers(self._decoder_and_head()[0], llm_layers)
+        select_recomputed_layers(self._decoder_and_head()[0], llm_layers, keep_attention)
 
     def init_weights(self) -> None:
         """Weights come from ``model_path`` (and peft's LoRA init); the runner must not re-init."""

@@ -29,9 +29,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from xtuner_ext.models.recompute import is_recomputed
+from xtuner_ext.models.recompute import is_recomputed, recompute_layer
 
 PACKED_SDPA = 'xtuner_ext_packed_sdpa'
 PACKED_KERNELS = ('auto', 'varlen', 'split', 'cudnn')
@@ -243,7 +242,7 @@ def run_packed_decoder(decoder: nn.Module, inputs_embeds: torch.Tensor, position
     for layer in decoder.layers[:decoder.config.num_hidden_layers]:
         kwargs = dict(position_ids=position_ids, position_embeddings=position_embeddings, packed_row=row)
         if recompute and is_recomputed(layer):
-            hidden = checkpoint(layer, hidden, use_reentrant=False, **kwargs)[0]
+            hidden = recompute_layer(layer, hidden, **kwargs)[0]
         else:
             hidden = layer(hidden, **kwargs)[0]
     return decoder.norm(hidden)

@@ -47,15 +47,20 @@ DEVICE = 'cuda' if CUDA else 'cpu'
 # off; 'all' or a number of LLM layers), LoRA dropout on, peft's input cast on, Liger RMSNorm/SwiGLU/RoPE,
 # LoRA update inside addmm, samples per optimizer step, micro-batches they are split into (gradients
 # accumulated, each micro-batch's loss divided by their count as mmengine's accumulation does), rows
-# of the fused loss's padded head (1: unpadded), 'cudnn' sharing the key/value heads (enable_gqa).
+# of the fused loss's padded head (1: unpadded), 'cudnn' sharing the key/value heads (enable_gqa), decoder
+# layers under torch.compile (regional; an experiment, not a shipped switch), recomputed layers keeping
+# their attention outputs, batches in pinned host memory (the configs' pin_memory=True), the frozen ViT
+# outside autocast in its own dtype.
 BEFORE = dict(packed=False, kernel='auto', vit_no_grad=False, fused=None, recompute='all', dropout=True,
-              peft_cast=True, liger=False, addmm=False, micro=4, split=1, head_rows=1, gqa=False)
+              peft_cast=True, liger=False, addmm=False, micro=4, split=1, head_rows=1, gqa=False, compile=False,
+              keep_attention=False, pinned=False, vit_own_dtype=False)
 SHIPPED_RECOMPUTE = 14  # configs/internvl/internvl2_2b_qlora.py recompute_llm_layers (of 24)
 # the 2B config's model switches (batch_size 16, one packed row)
 SHIPPED = dict(BEFORE, packed=True, vit_no_grad=True, fused='liger', recompute=SHIPPED_RECOMPUTE, addmm=True,
-               liger=True, head_rows=128, micro=16)
+               liger=True, head_rows=128, micro=16, pinned=True, vit_own_dtype=True)
 EARLIER = dict(SHIPPED, head_rows=1)  # shipped before the padded head
 RECIPE_24GB = dict(SHIPPED, micro=4, recompute='all')  # the README's 24 GB-card switches
+BEST_24GB = dict(RECIPE_24GB, kernel='cudnn', gqa=True, recompute=19)  # the fastest 4 x 6656 within 24 GiB so far
 # name -> (setting, in --quick)
 LEVERS = {
     'before (padded, ViT activations kept)': (BEFORE, True),
@@ -74,6 +79,9 @@ LEVERS = {
     'shipped + cuDNN attention': (dict(SHIPPED, kernel='cudnn'), True),
     'shipped + cuDNN attention, shared key/value heads': (dict(SHIPPED, kernel='cudnn', gqa=True), True),
     'shipped, Liger layers off (RMSNorm, SwiGLU, RoPE)': (dict(SHIPPED, liger=False), True),
+    'shipped, attention kept in the recomputed layers': (dict(SHIPPED, keep_attention=True), True),
+    'shipped, pageable batches (pin_memory off)': (dict(SHIPPED, pinned=False), True),
+    'shipped, ViT under autocast (fp32 LayerNorms)': (dict(SHIPPED, vit_own_dtype=False), True),
     'shipped, recompute 10 of 24': (dict(SHIPPED, recompute=10), True),
     'shipped, recompute 18 of 24': (dict(SHIPPED, recompute=18), False),
     'shipped, no recompute': (dict(SHIPPED, recompute=None), True),
@@ -84,11 +92,25 @@ LONG = {'before (padded, ViT activations kept)': (BEFORE, True),
         '24 GB recipe (micro 4, recompute all)': (RECIPE_24GB, True),
         '24 GB recipe + cuDNN attention': (dict(RECIPE_24GB, kernel='cudnn'), True),
         '24 GB recipe + cuDNN, shared key/value heads': (dict(RECIPE_24GB, kernel='cudnn', gqa=True), True),
-        '24 GB recipe + cuDNN, shared key/value heads, recompute 19 of 24':
-            (dict(RECIPE_24GB, kernel='cudnn', gqa=True, recompute=19), True),
-        '24 GB recipe, Liger layers off (RMSNorm, SwiGLU, RoPE)': (dict(RECIPE_24GB, liger=False), True),
-        '24 GB recipe + cuDNN, recompute 20 of 24': (dict(RECIPE_24GB, kernel='cudnn', recompute=20), True),
         '24 GB recipe + cuDNN, recompute 19 of 24': (dict(RECIPE_24GB, kernel='cudnn', recompute=19), True),
+        '24 GB recipe + cuDNN, recompute 20 of 24': (dict(RECIPE_24GB, kernel='cudnn', recompute=20), False),
+        '24 GB recipe + cuDNN, shared key/value heads, recompute 19 of 24': (BEST_24GB, True),
+        '24 GB recipe + cuDNN, shared key/value heads, attention kept':
+            (dict(BEST_24GB, keep_attention=True, recompute='all'), True),
+        '24 GB recipe + cuDNN, shared key/value heads, recompute 19 of 24, attention kept':
+            (dict(BEST_24GB, keep_attention=True), True),
+        # one lever off at a time, from the best setting within 24 GiB
+        'best 24 GB setting, pageable batches (pin_memory off)': (dict(BEST_24GB, pinned=False), True),
+        'best 24 GB setting, ViT under autocast (fp32 LayerNorms)': (dict(BEST_24GB, vit_own_dtype=False), True),
+        '24 GB recipe, Liger layers off (RMSNorm, SwiGLU, RoPE)': (dict(RECIPE_24GB, liger=False), True),
+        # where the time goes (not training settings): the step without recomputation / without LoRA dropout
+        'diagnostic: best 24 GB setting, no recompute': (dict(BEST_24GB, recompute=None), False),
+        'diagnostic: best 24 GB setting, LoRA dropout off': (dict(BEST_24GB, dropout=False), False),
+        'experiment: best 24 GB setting, decoder layers compiled': (dict(BEST_24GB, compile=True), False),
+        'experiment: best 24 GB setting, decoder layers compiled, Liger layers off':
+            (dict(BEST_24GB, compile=True, liger=False), False),
+        'experiment: best 24 GB setting, attention kept, decoder layers compiled, Liger layers off':
+            (dict(BEST_24GB, compile=True, liger=False, keep_attention=True), False),
         f'shipped switches (recompute {SHIPPED_RECOMPUTE} of 24), micro 4': (dict(SHIPPED, micro=4), False),
         # the same 4 samples per step, one sample per micro-batch (4 accumulated): a quarter of the
         # activations, but 4x the kernel launches (measured slower: the CPU cannot keep the GPU busy)
@@ -133,15 +155,22 @@ def apply_setting(model, setting: dict) -> None:
     from xtuner_ext.models.packed_attention import enable_packed_attention
 
     model.frozen_vision_no_grad = setting['vit_no_grad']
+    model.frozen_vision_own_dtype = setting['vit_own_dtype']
     model.fused_loss = setting['fused']
     recompute = setting['recompute']
     layers = len(model._decoder_and_head()[0].layers)  # a tiny preset has fewer than the 2B's 24
-    model.set_recompute(recompute is not None, None if recompute in (None, 'all') else min(recompute, layers))
+    model.set_recompute(recompute is not None, None if recompute in (None, 'all') else min(recompute, layers),
+                        setting['keep_attention'] and recompute is not None)
     enable_packed_attention(model.model.language_model, setting['kernel'])
     use_liger_layers(model._decoder_and_head()[0], setting['liger'])
     use_lora_addmm(model.model, setting['addmm'])
     answer_loss.HEAD_ROWS_MULTIPLE = setting['head_rows']
     packed_attention.CUDNN_SHARES_KV_HEADS = setting['gqa']
+    for layer in model._decoder_and_head()[0].layers:
+        if setting['compile']:
+            layer.compile()
+        else:
+            layer._compiled_call_impl = None  # nn.Module.compile's switch: back to eager
     for name, module in model.named_modules():
         if name.endswith('lora_dropout.default'):
             module.p = 0.05 if setting['dropout'] else 0.0
@@ -250,7 +279,11 @@ def setting_batches(processor, shape: str, setting: dict):
     items = instances(processor, shape, repeat=max(1, setting['micro'] // 4))[:setting['micro']]
     collate = internvl2_packed_collate_fn if setting['packed'] else internvl2_collate_fn
     size = len(items) // setting['split']
-    return items, [collate(items[start:start + size]) for start in range(0, len(items), size)]
+    batches = [collate(items[start:start + size]) for start in range(0, len(items), size)]
+    if setting['pinned'] and CUDA:  # what the dataloader's pin_memory thread hands the step
+        for batch in batches:
+            batch['data'] = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch['data'].items()}
+    return items, batches
 
 
 def varlen_probe(model) -> str:

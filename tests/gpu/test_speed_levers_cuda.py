@@ -197,3 +197,37 @@ def test_vision_feature_cache_matches_the_uncached_step_on_cuda(model_and_sample
         assert all(f.is_cuda for f in model.vision_cache.entries.values())
     finally:
         model.vision_cache = None
+
+
+def test_recomputed_layers_keeping_attention_match_plain_recomputation_on_cuda(model_and_samples):
+    """Selective checkpointing around SDPA's CUDA kernels (flash, and cuDNN under 'cudnn')."""
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+    from xtuner_ext.models.packed_attention import enable_packed_attention
+
+    model, samples = model_and_samples
+    batch = internvl2_packed_collate_fn(samples)
+    model.fused_loss = None
+    reference = _run(model, batch)
+    try:
+        for kernel in ('auto', 'cudnn'):
+            enable_packed_attention(model.model.language_model, kernel)
+            model.set_recompute(True, keep_attention=True)
+            _assert_close(reference, _run(model, batch))
+    finally:
+        enable_packed_attention(model.model.language_model, 'auto')
+        model.set_recompute(True)
+
+
+def test_frozen_vit_in_its_own_dtype_matches_the_autocast_vit_on_cuda(model_and_samples):
+    """bf16 LayerNorm kernels (fp32 statistics) give the ViT features of autocast's fp32 LayerNorms."""
+    from xtuner_ext.data.packing import internvl2_packed_collate_fn
+
+    model, samples = model_and_samples
+    pixels = internvl2_packed_collate_fn(samples)['data']['pixel_values'].cuda().bfloat16()
+    features = {}
+    with torch.no_grad(), torch.autocast('cuda', dtype=torch.bfloat16):
+        for own_dtype in (False, True):
+            model.frozen_vision_own_dtype = own_dtype
+            features[own_dtype] = model._frozen_vision_tokens(pixels).float()
+    error = (features[True] - features[False]).norm() / features[False].norm()
+    assert error < 1e-2, error.item()

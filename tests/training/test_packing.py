@@ -187,6 +187,27 @@ def test_recomputed_layers_keeping_attention_run_it_once_with_the_same_gradients
     _assert_same(runs['plain'][:2], runs['kept'][:2])
 
 
+def test_frozen_vit_under_autocast_runs_in_its_own_dtype_with_the_same_loss_and_gradients(make_qlora, train_dataset):
+    """A bf16 model under bf16 autocast: the frozen ViT runs with autocast off (on CUDA autocast would
+    run its LayerNorms in float32; tests/gpu compares the kernels), the loss and gradients are the
+    autocast path's bit for bit."""
+    model = make_qlora(llm_lora=lora(r=4), torch_dtype=torch.bfloat16)
+    _randomize_lora_b(model)
+    batch = internvl2_packed_collate_fn(_samples(train_dataset))
+    autocast_in_vit = []
+    model.model.vision_model.encoder.layers[0].norm1.register_forward_hook(
+        lambda module, args, output: autocast_in_vit.append(torch.is_autocast_enabled('cpu')))
+    runs = {}
+    for own_dtype in (False, True):
+        model.frozen_vision_own_dtype = own_dtype
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            runs[own_dtype] = _loss_and_grads(model, batch)
+    assert autocast_in_vit == [True, False]
+    assert torch.equal(runs[False][0], runs[True][0])
+    for name, grad in runs[False][1].items():
+        assert torch.equal(runs[True][1][name], grad), name
+
+
 def test_recompute_settings_are_checked(make_qlora):
     with pytest.raises(ValueError, match='recompute_llm_layers must be between 0 and'):
         make_qlora(gradient_checkpointing=True, recompute_llm_layers=99)

@@ -168,6 +168,7 @@ class InternVL2QLoRA(BaseModel):
         self.fused_loss = fused_loss
         check_fused_loss(fused_loss, self._decoder_and_head()[1])
         self.frozen_vision_no_grad = frozen_vision_no_grad
+        self.frozen_vision_own_dtype = True  # see _frozen_vision_tokens (the bench switches it to time it)
         self.vision_cache = self._vision_cache(vision_feature_cache_gib)
         self.set_recompute(gradient_checkpointing, recompute_llm_layers, recompute_keeps_attention)
         self._register_load_state_dict_pre_hook(self._check_trainable_state, with_module=False)
@@ -325,18 +326,31 @@ class InternVL2QLoRA(BaseModel):
             with torch.no_grad():
                 if self.vision_cache is not None and image_keys is not None:
                     hits = self.vision_cache.hits
-                    tokens = self.vision_cache.features(pixel_values, image_keys, image_tiles, self.model.vision_tokens)
+                    tokens = self.vision_cache.features(pixel_values, image_keys, image_tiles,
+                                                        self._frozen_vision_tokens)
                     # in each training log line: the share of this batch's images served from the cache
                     MessageHub.get_current_instance().update_scalar(
                         'train/vit_cached', (self.vision_cache.hits - hits) / len(image_keys))
                 else:
-                    tokens = self.model.vision_tokens(pixel_values)
+                    tokens = self._frozen_vision_tokens(pixel_values)
             vit_embeds = self.model.mlp1(tokens)
         else:
             vit_embeds = self.model.extract_feature(pixel_values)
         if image_flags is not None:
             vit_embeds = vit_embeds[image_flags.reshape(-1) == 1]
         return vit_embeds
+
+    def _frozen_vision_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The frozen ViT in its own dtype when autocast would compute in that dtype anyway: autocast runs
+        each LayerNorm in fp32 (a float32 copy of the input, a float32 output) that the next linear casts
+        straight back, two extra passes over every ViT token per norm for the same rounded values
+        (bit-identical on the CPU; the CUDA test checks its kernels)."""
+        device = pixel_values.device.type
+        if self.frozen_vision_own_dtype and torch.is_autocast_enabled(device) \
+                and torch.get_autocast_dtype(device) == pixel_values.dtype:
+            with torch.autocast(device, enabled=False):
+                return self.model.vision_tokens(pixel_values)
+        return self.model.vision_tokens(pixel_values)
 
     def compute_loss(self, input_ids: torch.Tensor, labels: torch.Tensor, pixel_values=None,
                      attention_mask=None, image_flags=None, position_ids=None, cu_seqlens=None,

@@ -48,12 +48,13 @@ DEVICE = 'cuda' if CUDA else 'cpu'
 # LoRA update inside addmm, samples per optimizer step, micro-batches they are split into (gradients
 # accumulated, each micro-batch's loss divided by their count as mmengine's accumulation does), rows
 # of the fused loss's padded head (1: unpadded), 'cudnn' sharing the key/value heads (enable_gqa), decoder
-# layers under torch.compile (regional; an experiment, not a shipped switch), recomputed layers keeping
-# their attention outputs, batches in pinned host memory (the configs' pin_memory=True), the frozen ViT
+# layers under torch.compile (regional; an experiment, not a shipped switch), outputs the recomputed layers
+# keep (recompute_keeps), batches in pinned host memory (the configs' pin_memory=True), the frozen ViT
 # outside autocast in its own dtype.
 BEFORE = dict(packed=False, kernel='auto', vit_no_grad=False, fused=None, recompute='all', dropout=True,
               peft_cast=True, liger=False, addmm=False, micro=4, split=1, head_rows=1, gqa=False, compile=False,
-              keep_attention=False, pinned=False, vit_own_dtype=False)
+              keeps=(), pinned=False, vit_own_dtype=False)
+BOTH = ('attention', 'down_proj')  # recompute_keeps: every output a recomputed layer can keep
 SHIPPED_RECOMPUTE = 14  # configs/internvl/internvl2_2b_qlora.py recompute_llm_layers (of 24)
 # the 2B config's model switches (batch_size 16, one packed row)
 SHIPPED = dict(BEFORE, packed=True, vit_no_grad=True, fused='liger', recompute=SHIPPED_RECOMPUTE, addmm=True,
@@ -79,7 +80,9 @@ LEVERS = {
     'shipped + cuDNN attention': (dict(SHIPPED, kernel='cudnn'), True),
     'shipped + cuDNN attention, shared key/value heads': (dict(SHIPPED, kernel='cudnn', gqa=True), True),
     'shipped, Liger layers off (RMSNorm, SwiGLU, RoPE)': (dict(SHIPPED, liger=False), True),
-    'shipped, attention kept in the recomputed layers': (dict(SHIPPED, keep_attention=True), True),
+    'shipped, attention kept in the recomputed layers': (dict(SHIPPED, keeps=('attention',)), True),
+    'shipped, attention + down_proj kept in the recomputed layers': (dict(SHIPPED, keeps=BOTH), True),
+    'shipped, attention + down_proj kept, recompute 12 of 24': (dict(SHIPPED, keeps=BOTH, recompute=12), True),
     'shipped, pageable batches (pin_memory off)': (dict(SHIPPED, pinned=False), True),
     'shipped, ViT under autocast (fp32 LayerNorms)': (dict(SHIPPED, vit_own_dtype=False), True),
     'shipped, recompute 10 of 24': (dict(SHIPPED, recompute=10), True),
@@ -96,9 +99,15 @@ LONG = {'before (padded, ViT activations kept)': (BEFORE, True),
         '24 GB recipe + cuDNN, recompute 20 of 24': (dict(RECIPE_24GB, kernel='cudnn', recompute=20), False),
         '24 GB recipe + cuDNN, shared key/value heads, recompute 19 of 24': (BEST_24GB, True),
         '24 GB recipe + cuDNN, shared key/value heads, attention kept':
-            (dict(BEST_24GB, keep_attention=True, recompute='all'), True),
+            (dict(BEST_24GB, keeps=('attention',), recompute='all'), True),
         '24 GB recipe + cuDNN, shared key/value heads, recompute 19 of 24, attention kept':
-            (dict(BEST_24GB, keep_attention=True), True),
+            (dict(BEST_24GB, keeps=('attention',)), True),
+        '24 GB recipe + cuDNN, shared key/value heads, attention + down_proj kept':
+            (dict(BEST_24GB, keeps=BOTH, recompute='all'), True),
+        '24 GB recipe + cuDNN, shared key/value heads, recompute 19 of 24, attention + down_proj kept':
+            (dict(BEST_24GB, keeps=BOTH), True),
+        '24 GB recipe + cuDNN, shared key/value heads, recompute 20 of 24, attention + down_proj kept':
+            (dict(BEST_24GB, keeps=BOTH, recompute=20), True),
         # one lever off at a time, from the best setting within 24 GiB
         'best 24 GB setting, pageable batches (pin_memory off)': (dict(BEST_24GB, pinned=False), True),
         'best 24 GB setting, ViT under autocast (fp32 LayerNorms)': (dict(BEST_24GB, vit_own_dtype=False), True),
@@ -109,8 +118,10 @@ LONG = {'before (padded, ViT activations kept)': (BEFORE, True),
         'experiment: best 24 GB setting, decoder layers compiled': (dict(BEST_24GB, compile=True), False),
         'experiment: best 24 GB setting, decoder layers compiled, Liger layers off':
             (dict(BEST_24GB, compile=True, liger=False), False),
-        'experiment: best 24 GB setting, attention kept, decoder layers compiled, Liger layers off':
-            (dict(BEST_24GB, compile=True, liger=False, keep_attention=True), False),
+        'experiment: recompute 19 of 24, attention + down_proj kept, decoder layers compiled, Liger layers off':
+            (dict(BEST_24GB, compile=True, liger=False, keeps=BOTH), False),
+        'experiment: recompute 20 of 24, attention + down_proj kept, decoder layers compiled, Liger layers off':
+            (dict(BEST_24GB, compile=True, liger=False, keeps=BOTH, recompute=20), False),
         f'shipped switches (recompute {SHIPPED_RECOMPUTE} of 24), micro 4': (dict(SHIPPED, micro=4), False),
         # the same 4 samples per step, one sample per micro-batch (4 accumulated): a quarter of the
         # activations, but 4x the kernel launches (measured slower: the CPU cannot keep the GPU busy)
@@ -160,7 +171,7 @@ def apply_setting(model, setting: dict) -> None:
     recompute = setting['recompute']
     layers = len(model._decoder_and_head()[0].layers)  # a tiny preset has fewer than the 2B's 24
     model.set_recompute(recompute is not None, None if recompute in (None, 'all') else min(recompute, layers),
-                        setting['keep_attention'] and recompute is not None)
+                        setting['keeps'] if recompute is not None else ())
     enable_packed_attention(model.model.language_model, setting['kernel'])
     use_liger_layers(model._decoder_and_head()[0], setting['liger'])
     use_lora_addmm(model.model, setting['addmm'])

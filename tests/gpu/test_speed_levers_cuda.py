@@ -199,8 +199,9 @@ def test_vision_feature_cache_matches_the_uncached_step_on_cuda(model_and_sample
         model.vision_cache = None
 
 
-def test_recomputed_layers_keeping_attention_match_plain_recomputation_on_cuda(model_and_samples):
-    """Selective checkpointing around SDPA's CUDA kernels (flash, and cuDNN under 'cudnn')."""
+def test_recomputed_layers_keeping_outputs_match_plain_recomputation_on_cuda(model_and_samples):
+    """Selective checkpointing around SDPA's CUDA kernels (flash, and cuDNN under 'cudnn') and the
+    down projection's GEMMs (the dequantized 4-bit matmul and LoRA A)."""
     from xtuner_ext.data.packing import internvl2_packed_collate_fn
     from xtuner_ext.models.packed_attention import enable_packed_attention
 
@@ -211,7 +212,7 @@ def test_recomputed_layers_keeping_attention_match_plain_recomputation_on_cuda(m
     try:
         for kernel in ('auto', 'cudnn'):
             enable_packed_attention(model.model.language_model, kernel)
-            model.set_recompute(True, keep_attention=True)
+            model.set_recompute(True, keeps=('attention', 'down_proj'))
             _assert_close(reference, _run(model, batch))
     finally:
         enable_packed_attention(model.model.language_model, 'auto')

@@ -5,6 +5,8 @@ and gradients of the plain path (tiny model, real nf4 layers, fp32 CPU).
 Tolerance: fp32, different summation order only -> loss within 1e-5 relative, every gradient within
 rtol 1e-4 / atol 1e-6 of the plain path's.
 """
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +16,7 @@ from training_helpers import IGNORE, lora
 
 from xtuner_ext.data.internvl2_dataset import internvl2_collate_fn
 from xtuner_ext.data.packing import internvl2_packed_collate_fn
-from xtuner_ext.models.recompute import attention_ops
+from xtuner_ext.models.recompute import RECOMPUTE_KEEPS, attention_ops
 
 
 def _loss_and_grads(model, batch):
@@ -156,34 +158,46 @@ def test_recomputing_some_layers_keeps_gradients_and_skips_the_others(make_qlora
     _assert_same(reference, partial)
 
 
-class _AttentionCalls(TorchDispatchMode):
-    """Counts the attention kernel calls that run (a kept output is not recomputed, so not counted)."""
+class _OpCalls(TorchDispatchMode):
+    """Counts the calls of the ops a predicate picks that really run (a kept output is not recomputed)."""
 
-    def __init__(self):
+    def __init__(self, picks):
         super().__init__()
-        self.calls = 0
+        self.picks, self.calls = picks, 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.calls += func in attention_ops()
+        self.calls += bool(self.picks(func, args))
         return func(*args, **(kwargs or {}))
 
 
+def _attention(func, args):
+    return func in attention_ops()
+
+
+def _down_proj_gemm(func, args, inner=None):
+    return func is torch.ops.aten.mm.default and args[0].shape[-1] == inner
+
+
 @pytest.mark.parametrize('collate', [internvl2_packed_collate_fn, internvl2_collate_fn])
-def test_recomputed_layers_keeping_attention_run_it_once_with_the_same_gradients(make_qlora, train_dataset, collate):
-    """recompute_keeps_attention: recomputed layers run their attention kernel as often as layers that
-    keep everything (forward only; plain recomputation runs it again), with plain recomputation's
-    loss and gradients."""
+@pytest.mark.parametrize('keep', RECOMPUTE_KEEPS)
+def test_recomputed_layers_keep_outputs_run_their_ops_once_with_the_same_gradients(make_qlora, train_dataset, collate,
+                                                                                   keep):
+    """recompute_keeps: in recomputed layers the kept outputs' ops run as often as in layers that keep
+    everything (forward only; plain recomputation runs them again), with plain recomputation's loss
+    and gradients."""
     model = make_qlora(llm_lora=lora(r=4), gradient_checkpointing=True)
     _randomize_lora_b(model)
     batch = collate(_samples(train_dataset))
+    inner = model._decoder_and_head()[0].config.intermediate_size
+    picks = _attention if keep == 'attention' else functools.partial(_down_proj_gemm, inner=inner)
     runs = {}
-    for name, layers, keep in (('kept', None, True), ('plain', None, False), ('none recomputed', 0, False)):
-        model.set_recompute(True, llm_layers=layers, keep_attention=keep)
-        with _AttentionCalls() as mode:
+    for name, layers, keeps in (('kept', None, (keep,)), ('plain', None, ()), ('none recomputed', 0, ())):
+        model.set_recompute(True, llm_layers=layers, keeps=keeps)
+        with _OpCalls(picks) as mode:
             runs[name] = _loss_and_grads(model, batch)
         runs[name] += (mode.calls,)
     calls = {name: run[2] for name, run in runs.items()}
-    assert calls['kept'] == calls['none recomputed'] < calls['plain'], calls
+    assert 0 < calls['kept'] == calls['none recomputed'] < calls['plain'], calls
     _assert_same(runs['plain'][:2], runs['kept'][:2])
 
 
@@ -213,8 +227,10 @@ def test_recompute_settings_are_checked(make_qlora):
         make_qlora(gradient_checkpointing=True, recompute_llm_layers=99)
     with pytest.raises(ValueError, match='needs gradient_checkpointing=True'):
         make_qlora(gradient_checkpointing=False, recompute_llm_layers=1)
-    with pytest.raises(ValueError, match='recompute_keeps_attention needs gradient_checkpointing=True'):
-        make_qlora(gradient_checkpointing=False, recompute_keeps_attention=True)
+    with pytest.raises(ValueError, match=r"recompute_keeps=\('attention',\) needs gradient_checkpointing=True"):
+        make_qlora(gradient_checkpointing=False, recompute_keeps=('attention',))
+    with pytest.raises(ValueError, match=r"recompute_keeps: unknown \['mlp'\]; choose from"):
+        make_qlora(gradient_checkpointing=True, recompute_keeps=('mlp',))
 
 
 def test_packed_attention_kernel_choice(make_qlora, train_dataset):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.logging import MessageHub, print_log
@@ -102,8 +102,9 @@ class InternVL2QLoRA(BaseModel):
         recompute_llm_layers: with ``gradient_checkpointing``, recompute only the first this many
             LLM decoder layers and keep the others' activations (faster, more memory; same
             gradients; ``recompute.py``); ``None`` recomputes all.
-        recompute_keeps_attention: the recomputed layers keep their attention outputs instead of
-            re-running the attention kernel (a hidden-size vector per token and layer; same gradients).
+        recompute_keeps: outputs the recomputed layers keep instead of re-running the ops that make
+            them, from ``('attention', 'down_proj')`` (a hidden-size vector per token and layer each;
+            same gradients; ``recompute.py``).
         packed_attention: kernel for packed rows: ``'auto'`` (one varlen flash call per layer on
             CUDA bf16/fp16, per-sample SDPA elsewhere), ``'varlen'``, ``'split'`` or ``'cudnn'`` (per-sample
             SDPA, cuDNN's kernel preferred) (``packed_attention.py``).
@@ -136,7 +137,7 @@ class InternVL2QLoRA(BaseModel):
                  processor: Optional[dict] = None, fused_loss: Optional[str] = None,
                  frozen_vision_no_grad: bool = True, recompute_llm_layers: Optional[int] = None,
                  packed_attention: str = 'auto', liger_layers: bool = False, lora_addmm: bool = False,
-                 vision_feature_cache_gib: Optional[float] = None, recompute_keeps_attention: bool = False,
+                 vision_feature_cache_gib: Optional[float] = None, recompute_keeps: Sequence[str] = (),
                  data_preprocessor: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor)
         if quantization_llm and not llm_lora and not freeze_llm:
@@ -170,7 +171,7 @@ class InternVL2QLoRA(BaseModel):
         self.frozen_vision_no_grad = frozen_vision_no_grad
         self.frozen_vision_own_dtype = True  # see _frozen_vision_tokens (the bench switches it to time it)
         self.vision_cache = self._vision_cache(vision_feature_cache_gib)
-        self.set_recompute(gradient_checkpointing, recompute_llm_layers, recompute_keeps_attention)
+        self.set_recompute(gradient_checkpointing, recompute_llm_layers, recompute_keeps)
         self._register_load_state_dict_pre_hook(self._check_trainable_state, with_module=False)
         if pretrained_pth:
             self.load_trainable_state(pretrained_pth)
@@ -231,17 +232,17 @@ class InternVL2QLoRA(BaseModel):
             return None
         return VisionFeatureCache(max_gib)
 
-    def set_recompute(self, enabled: bool, llm_layers: Optional[int] = None, keep_attention: bool = False) -> None:
+    def set_recompute(self, enabled: bool, llm_layers: Optional[int] = None, keeps: Sequence[str] = ()) -> None:
         """Gradient checkpointing on/off; ``llm_layers``: how many LLM layers recompute (None: all);
-        ``keep_attention``: those layers keep their attention outputs."""
+        ``keeps``: outputs those layers keep (``recompute.RECOMPUTE_KEEPS``)."""
         if not enabled:
-            if llm_layers is not None or keep_attention:
-                name = f'recompute_llm_layers={llm_layers}' if llm_layers is not None else 'recompute_keeps_attention'
+            if llm_layers is not None or keeps:
+                name = f'recompute_llm_layers={llm_layers}' if llm_layers is not None else f'recompute_keeps={keeps}'
                 raise ValueError(f'{name} needs gradient_checkpointing=True')
             self.model.gradient_checkpointing_disable()
             return
         self.model.gradient_checkpointing_enable()
-        select_recomputed_layers(self._decoder_and_head()[0], llm_layers, keep_attention)
+        select_recomputed_layers(self._decoder_and_head()[0], llm_layers, tuple(keeps))
 
     def init_weights(self) -> None:
         """Weights come from ``model_path`` (and peft's LoRA init); the runner must not re-init."""

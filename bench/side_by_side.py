@@ -47,12 +47,12 @@ DEVICE = 'cuda' if CUDA else 'cpu'
 # off; 'all' or a number of LLM layers), LoRA dropout on, peft's input cast on, Liger RMSNorm/SwiGLU/RoPE,
 # LoRA update inside addmm, samples per optimizer step, micro-batches they are split into (gradients
 # accumulated, each micro-batch's loss divided by their count as mmengine's accumulation does), rows
-# of the fused loss's padded head (1: unpadded), 'cudnn' sharing the key/value heads (enable_gqa), decoder
+# of the fused loss's padded head (1: unpadded), decoder
 # layers under torch.compile (regional; an experiment, not a shipped switch), outputs the recomputed layers
 # keep (recompute_keeps), batches in pinned host memory (the configs' pin_memory=True), the frozen ViT
 # outside autocast in its own dtype.
 BEFORE = dict(packed=False, kernel='auto', vit_no_grad=False, fused=None, recompute='all', dropout=True,
-              peft_cast=True, liger=False, addmm=False, micro=4, split=1, head_rows=1, gqa=False, compile=False,
+              peft_cast=True, liger=False, addmm=False, micro=4, split=1, head_rows=1, compile=False,
               keeps=(), pinned=False, vit_own_dtype=False)
 BOTH = ('attention', 'down_proj')  # recompute_keeps: every output a recomputed layer can keep
 SHIPPED_RECOMPUTE = 14  # configs/internvl/internvl2_2b_qlora.py recompute_llm_layers (of 24)
@@ -61,7 +61,8 @@ SHIPPED = dict(BEFORE, packed=True, vit_no_grad=True, fused='liger', recompute=S
                liger=True, head_rows=128, micro=16, pinned=True, vit_own_dtype=True)
 EARLIER = dict(SHIPPED, head_rows=1)  # shipped before the padded head
 RECIPE_24GB = dict(SHIPPED, micro=4, recompute='all')  # the README's 24 GB-card switches
-BEST_24GB = dict(RECIPE_24GB, kernel='cudnn', gqa=True, recompute=19)  # the fastest 4 x 6656 within 24 GiB so far
+# the fastest 4 x 6656 within 24 GiB (README's long-sample recipe)
+BEST_24GB = dict(RECIPE_24GB, kernel='cudnn', recompute=19, keeps=('attention',))
 # name -> (setting, in --quick)
 LEVERS = {
     'before (padded, ViT activations kept)': (BEFORE, True),
@@ -78,7 +79,6 @@ LEVERS = {
     'shipped before the padded head (varlen, addmm, Liger layers, recompute 14)': (EARLIER, True),
     'shipped: + fused loss on the head padded to 128 rows': (SHIPPED, True),
     'shipped + cuDNN attention': (dict(SHIPPED, kernel='cudnn'), True),
-    'shipped + cuDNN attention, shared key/value heads': (dict(SHIPPED, kernel='cudnn', gqa=True), True),
     'shipped, Liger layers off (RMSNorm, SwiGLU, RoPE)': (dict(SHIPPED, liger=False), True),
     'shipped, attention kept in the recomputed layers': (dict(SHIPPED, keeps=('attention',)), True),
     'shipped, attention + down_proj kept in the recomputed layers': (dict(SHIPPED, keeps=BOTH), True),
@@ -94,29 +94,24 @@ LONG = {'before (padded, ViT activations kept)': (BEFORE, True),
         '24 GB recipe before the padded head': (dict(RECIPE_24GB, head_rows=1), True),
         '24 GB recipe (micro 4, recompute all)': (RECIPE_24GB, True),
         '24 GB recipe + cuDNN attention': (dict(RECIPE_24GB, kernel='cudnn'), True),
-        '24 GB recipe + cuDNN, shared key/value heads': (dict(RECIPE_24GB, kernel='cudnn', gqa=True), True),
+        '24 GB recipe + cuDNN, attention kept': (dict(RECIPE_24GB, kernel='cudnn', keeps=('attention',)), True),
+        '24 GB recipe + cuDNN, attention + down_proj kept': (dict(RECIPE_24GB, kernel='cudnn', keeps=BOTH), True),
         '24 GB recipe + cuDNN, recompute 19 of 24': (dict(RECIPE_24GB, kernel='cudnn', recompute=19), True),
-        '24 GB recipe + cuDNN, recompute 20 of 24': (dict(RECIPE_24GB, kernel='cudnn', recompute=20), False),
-        '24 GB recipe + cuDNN, shared key/value heads, recompute 19 of 24': (BEST_24GB, True),
-        '24 GB recipe + cuDNN, shared key/value heads, attention kept':
-            (dict(BEST_24GB, keeps=('attention',), recompute='all'), True),
-        '24 GB recipe + cuDNN, shared key/value heads, recompute 19 of 24, attention kept':
-            (dict(BEST_24GB, keeps=('attention',)), True),
-        '24 GB recipe + cuDNN, shared key/value heads, attention + down_proj kept':
-            (dict(BEST_24GB, keeps=BOTH, recompute='all'), True),
-        '24 GB recipe + cuDNN, shared key/value heads, recompute 19 of 24, attention + down_proj kept':
-            (dict(BEST_24GB, keeps=BOTH), True),
-        '24 GB recipe + cuDNN, shared key/value heads, recompute 20 of 24, attention + down_proj kept':
+        '24 GB long-sample recipe: + cuDNN, recompute 19 of 24, attention kept': (BEST_24GB, True),
+        '24 GB recipe + cuDNN, recompute 20 of 24, attention + down_proj kept':
             (dict(BEST_24GB, keeps=BOTH, recompute=20), True),
-        # one lever off at a time, from the best setting within 24 GiB
-        'best 24 GB setting, pageable batches (pin_memory off)': (dict(BEST_24GB, pinned=False), True),
-        'best 24 GB setting, ViT under autocast (fp32 LayerNorms)': (dict(BEST_24GB, vit_own_dtype=False), True),
+        '24 GB recipe + cuDNN, recompute 19 of 24, attention + down_proj kept (over 24 GiB)':
+            (dict(BEST_24GB, keeps=BOTH), True),
+        # one lever off at a time, from the long-sample recipe
+        'long-sample recipe, pageable batches (pin_memory off)': (dict(BEST_24GB, pinned=False), True),
+        'long-sample recipe, ViT under autocast (fp32 LayerNorms)': (dict(BEST_24GB, vit_own_dtype=False), True),
         '24 GB recipe, Liger layers off (RMSNorm, SwiGLU, RoPE)': (dict(RECIPE_24GB, liger=False), True),
         # where the time goes (not training settings): the step without recomputation / without LoRA dropout
-        'diagnostic: best 24 GB setting, no recompute': (dict(BEST_24GB, recompute=None), False),
-        'diagnostic: best 24 GB setting, LoRA dropout off': (dict(BEST_24GB, dropout=False), False),
-        'experiment: best 24 GB setting, decoder layers compiled': (dict(BEST_24GB, compile=True), False),
-        'experiment: best 24 GB setting, decoder layers compiled, Liger layers off':
+        'diagnostic: long-sample recipe, no recompute': (dict(BEST_24GB, recompute=None), False),
+        'diagnostic: long-sample recipe, LoRA dropout off': (dict(BEST_24GB, dropout=False), False),
+        # decoder layers under torch.compile: measured faster with Liger's layers off, not a shipped switch
+        'experiment: long-sample recipe, decoder layers compiled': (dict(BEST_24GB, compile=True), False),
+        'experiment: long-sample recipe, decoder layers compiled, Liger layers off':
             (dict(BEST_24GB, compile=True, liger=False), False),
         'experiment: recompute 19 of 24, attention + down_proj kept, decoder layers compiled, Liger layers off':
             (dict(BEST_24GB, compile=True, liger=False, keeps=BOTH), False),
@@ -160,7 +155,7 @@ def model_flops(config, lengths, tiles: int, answer_tokens: int, lora_r: int) ->
 
 def apply_setting(model, setting: dict) -> None:
     from peft.tuners.tuners_utils import BaseTunerLayer
-    from xtuner_ext.models import answer_loss, packed_attention
+    from xtuner_ext.models import answer_loss
     from xtuner_ext.models.liger_layers import use_liger_layers
     from xtuner_ext.models.lora_addmm import use_lora_addmm
     from xtuner_ext.models.packed_attention import enable_packed_attention
@@ -176,7 +171,6 @@ def apply_setting(model, setting: dict) -> None:
     use_liger_layers(model._decoder_and_head()[0], setting['liger'])
     use_lora_addmm(model.model, setting['addmm'])
     answer_loss.HEAD_ROWS_MULTIPLE = setting['head_rows']
-    packed_attention.CUDNN_SHARES_KV_HEADS = setting['gqa']
     for layer in model._decoder_and_head()[0].layers:
         if setting['compile']:
             layer.compile()
@@ -275,7 +269,7 @@ def bench_ours(model_dir, processor, shapes, args, rows, profile_out):
             print(json.dumps(rows[-1]), flush=True)
             free_memory()
     if profile_out:
-        settings, default = (LEVERS, SHIPPED) if args.profile_shape == 'clot' else (LONG, RECIPE_24GB)
+        settings, default = (LEVERS, SHIPPED) if args.profile_shape == 'clot' else (LONG, BEST_24GB)
         name = args.profile_setting or next(n for n, (s, _) in settings.items() if s is default)
         setting = settings[name][0]
         apply_setting(model, setting)

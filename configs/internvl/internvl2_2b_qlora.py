@@ -34,18 +34,20 @@ processor = dict(max_dynamic_patch=6)  # tutorial value (InternVL2-2B's config.j
 # Speed (bench/side_by_side.py, README "Training speed"; one H200, full-size architecture): the 16
 # samples of an optimizer step are one padding-free packed row, only the first `recompute_llm_layers`
 # of the LLM's 24 layers recompute in backward, and Liger's fused RMSNorm, SwiGLU and RoPE run on CUDA:
-# 23.6 samples/s at 28.7 GiB peak on CLoT-like batches (stock XTuner: 4.4 samples/s, same GPU run);
+# 25.0-25.3 samples/s at 28.7 GiB peak on CLoT-like batches (stock XTuner: 4.5 samples/s, same GPU run);
 # through `xtuner train` on 2000 CLoT-like records with the ViT cache below, 0.60 s per step of 16
 # once every image is cached, ~62 GiB peak with the full cache (an 80 GB card); 6 epochs in about
 # 9.3 minutes (H200).
 # On a 24 GB card (<= 7 GiB peak; 5.1 GiB measured): batch_size = 4, accumulative_counts = 4 (the
 # tutorial's split: same samples per step, each micro-batch's loss a token mean),
 # recompute_llm_layers = None (recompute every layer) and vision_feature_cache_gib = None. Long samples
-# (4 x 6656 tokens per row) fit 24 GiB with recompute_llm_layers = 19 (21.8 GiB) and run faster with
-# packed_attention='cudnn' (4.5 samples/s; cuDNN's kernel is slower on short CLoT rows).
+# (4 x 6656 tokens per row) within 24 GiB: recompute_llm_layers = 19, recompute_keeps = ('attention',)
+# and packed_attention='cudnn' (4.71-4.74 samples/s at 23.3 GiB; cuDNN's kernel is slower on short
+# CLoT rows, and there the kept outputs buy nothing).
 batch_size = 16  # per device, packed into one row
 accumulative_counts = 1  # 16 = 16 samples x 1 micro-batch per optimizer step, as the tutorial's 4 x 4
 recompute_llm_layers = 14  # of 24; None = all (least memory), 0 = none (~71 GiB at 16 samples)
+recompute_keeps = ()  # outputs the recomputed layers keep: 'attention', 'down_proj' (see above)
 # The frozen ViT runs once per image: its features (2 MiB per 448-px tile) stay on the GPU, so epochs
 # 2-6 skip it (same loss and gradients). 2000 CLoT memes of ~4 tiles need ~16 GiB; past the cap the
 # other images run the ViT each time. None = off (24 GB cards, one-epoch runs).
@@ -86,6 +88,7 @@ model = dict(
     #                                      'mlp.fc1', 'mlp.fc2'])
     gradient_checkpointing=True,
     recompute_llm_layers=recompute_llm_layers,  # the other layers keep their activations (same gradients)
+    recompute_keeps=recompute_keeps,  # kept instead of re-run in the recomputed layers (same gradients)
     packed_attention='auto',  # one varlen flash call per layer on CUDA; per-sample SDPA elsewhere
     liger_layers=True,  # Liger's fused RMSNorm, SwiGLU and RoPE on CUDA (same math; +18% in the bench; CPU unchanged)
     lora_addmm=True,  # each LoRA update added inside one GEMM (same function as peft's clone + scale + add)

@@ -47,10 +47,9 @@ DEVICE = 'cuda' if CUDA else 'cpu'
 # off; 'all' or a number of LLM layers), LoRA dropout on, peft's input cast on, Liger RMSNorm/SwiGLU/RoPE,
 # LoRA update inside addmm, samples per optimizer step, micro-batches they are split into (gradients
 # accumulated, each micro-batch's loss divided by their count as mmengine's accumulation does), rows
-# of the fused loss's padded head (1: unpadded), decoder
-# layers under torch.compile (regional; an experiment, not a shipped switch), outputs the recomputed layers
-# keep (recompute_keeps), batches in pinned host memory (the configs' pin_memory=True), the frozen ViT
-# outside autocast in its own dtype.
+# of the fused loss's padded head (1: unpadded), decoder layers under torch.compile (regional; an experiment,
+# not a shipped switch), outputs the recomputed layers keep (recompute_keeps), batches in pinned host memory
+# (the configs' pin_memory=True), the frozen ViT outside autocast in its own dtype.
 BEFORE = dict(packed=False, kernel='auto', vit_no_grad=False, fused=None, recompute='all', dropout=True,
               peft_cast=True, liger=False, addmm=False, micro=4, split=1, head_rows=1, compile=False,
               keeps=(), pinned=False, vit_own_dtype=False)

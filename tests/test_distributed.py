@@ -1,5 +1,6 @@
 """Process groups where stock code assumes CUDA or MPI, and the `last_checkpoint` pointer written atomically."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,11 +71,8 @@ def test_torchrun_ranks_join_a_gloo_group_on_cpu(tmp_path):
 
 
 GLOO_WORKERS = """
-import atexit, os, sys
-def gloo_workers():
-    return sum(open(f'/proc/self/task/{t}/comm').read().strip() == 'pt_gloo_runloop'
-               for t in os.listdir('/proc/self/task'))
-atexit.register(lambda: print('at the end', gloo_workers(), flush=True))  # registered first: runs last
+import atexit
+from gloo_workers_at_exit import gloo_workers  # its exit handler, registered first, runs last
 import torch, xtuner_ext
 from mmengine.dist import all_gather_object, init_dist
 init_dist('pytorch', backend='gloo')  # registers the group's leaving
@@ -82,7 +80,7 @@ cycle = {'group': torch.distributed.group.WORLD}  # as the runner's objects hold
 cycle['self'] = cycle  # in a reference cycle, which only a collection frees
 all_gather_object('state')
 del cycle
-atexit.register(lambda: print('at exit', gloo_workers(), flush=True))  # registered last: runs first
+atexit.register(lambda: print('gloo workers at the first exit handler:', gloo_workers(), flush=True))
 """
 
 
@@ -94,12 +92,15 @@ def test_a_cpu_rank_leaves_its_group_before_interpreter_shutdown(tmp_path):
     from xtuner_ext.distributed import free_port
     script = tmp_path / 'leave.py'
     script.write_text(GLOO_WORKERS, encoding='utf-8')
+    e2e = Path(__file__).resolve().parent / 'e2e'  # gloo_workers_at_exit, as the 2-rank runs import it
     env = dict(os.environ, RANK='0', WORLD_SIZE='1', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1',
-               MASTER_PORT=str(free_port()), OMP_NUM_THREADS='1')
+               MASTER_PORT=str(free_port()), OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join(filter(None, [str(e2e), os.environ.get('PYTHONPATH')])))
     result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    at_exit, at_the_end = (int(line.split()[-1]) for line in result.stdout.splitlines()[-2:])
-    assert at_exit >= 1 and at_the_end == 0, result.stdout
+    at_exit = [int(n) for n in re.findall(r'gloo workers at the first exit handler: (\d+)', result.stdout)]
+    at_the_end = [int(n) for n in re.findall(r'gloo workers left at exit: (\d+)', result.stderr)]
+    assert len(at_exit) == 1 and at_exit[0] >= 1 and at_the_end == [0], (result.stdout, result.stderr[-3000:])
 
 
 def test_last_checkpoint_pointer_is_written_atomically(tmp_path):

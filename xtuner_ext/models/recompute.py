@@ -68,13 +68,12 @@ def _keep_policy(keeps: frozenset, intermediate_size: int):
 
 
 def recompute_layer(layer, *args, **kwargs):
-    """``layer(*args, **kwargs)`` under non-reentrant checkpointing, keeping the outputs the layer's
-    flag names (:data:`RECOMPUTE_KEEPS`)."""
+    """``layer(*args, **kwargs)`` under non-reentrant checkpointing, keeping the outputs
+    :func:`select_recomputed_layers` chose for that layer."""
     function = layer.__call__ if isinstance(layer, nn.Module) else layer
-    owner = getattr(function, '__self__', layer)
-    keeps = getattr(owner, _KEEPS, None)
-    if keeps:
-        kwargs['context_fn'] = functools.partial(create_selective_checkpoint_contexts, _keep_policy(*keeps))
+    context_fn = getattr(getattr(function, '__self__', layer), _KEEPS, None)
+    if context_fn is not None:
+        kwargs['context_fn'] = context_fn
     return checkpoint(function, *args, use_reentrant=False, **kwargs)
 
 
@@ -99,8 +98,9 @@ def select_recomputed_layers(decoder: nn.Module, count: Optional[int], keeps: Se
     unknown = sorted(set(keeps) - set(RECOMPUTE_KEEPS))
     if unknown:
         raise ValueError(f'recompute_keeps: unknown {unknown}; choose from {list(RECOMPUTE_KEEPS)}')
-    state = (frozenset(keeps), decoder.config.intermediate_size) if keeps else None
+    context_fn = functools.partial(create_selective_checkpoint_contexts,
+                                   _keep_policy(frozenset(keeps), decoder.config.intermediate_size)) if keeps else None
     for index, layer in enumerate(layers):
         setattr(layer, _FLAG, index < count)
-        setattr(layer, _KEEPS, state)
+        setattr(layer, _KEEPS, context_fn)
     decoder._gradient_checkpointing_func = _selective_checkpoint
